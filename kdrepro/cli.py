@@ -1,0 +1,186 @@
+"""The `kdrepro` command line: thin commands that parse, call the library, print."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from kdrepro import __version__
+
+app = typer.Typer(
+    help="Reproduce Hinton, Vinyals & Dean (2015), section 3 (MNIST), and report on it.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+DataOpt = Annotated[Path, typer.Option("--data", help="MNIST cache written by `kdrepro data fetch`.")]
+ThreadsOpt = Annotated[int, typer.Option(min=1, help="Torch CPU threads (Snakemake passes {threads}).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"kdrepro {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[Optional[bool], typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+          verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More log output.")] = False):
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(message)s", stream=sys.stderr)
+
+
+@contextmanager
+def _clean_errors():
+    """Turn the library's expected errors into one `error:` line and exit 1."""
+    from kdrepro.data import DataError
+    from kdrepro.models import ModelFileError
+    from kdrepro.soft_targets import SoftTargetError
+    from kdrepro.train import TrainingError
+
+    try:
+        yield
+    except (DataError, ModelFileError, SoftTargetError, TrainingError, ValueError,
+            FileNotFoundError, KeyError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _parse_shift(items: list[str]) -> dict[int, float]:
+    shifts = {}
+    for item in items:
+        cls, sep, value = item.partition("=")
+        try:
+            shifts[int(cls)] = float(value)
+            assert sep and 0 <= int(cls) <= 9
+        except (ValueError, AssertionError):
+            raise ValueError(f"--bias-shift {item!r} is invalid: expected CLASS=SHIFT, "
+                             "e.g. 3=3.5 (class 0..9)") from None
+    return shifts
+
+
+def _parse_range(text: str) -> list[float]:
+    from kdrepro.bias import shift_grid
+
+    try:
+        start, stop, step = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise ValueError(f"--shifts {text!r} is invalid: expected START:STOP:STEP, "
+                         "e.g. -2:10:0.25") from None
+    return shift_grid(start, stop, step)
+
+
+@app.command()
+def train(
+    spec: Annotated[str, typer.Option(help="Run spec: JSON text, or @FILE (JSON/YAML).")],
+    data: DataOpt = Path("data/mnist.pt"),
+    out_dir: Annotated[Path, typer.Option(help="Folder for model.pt, metrics.json, manifest.json.")] = Path("runs/run"),
+    soft_targets: Annotated[Optional[Path], typer.Option(help="Teacher logits (distilled runs).")] = None,
+    teacher: Annotated[Optional[Path], typer.Option(help="Teacher model.pt the soft targets came from.")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint file (default OUT_DIR/checkpoint.pt).")] = None,
+    label: Annotated[Optional[str], typer.Option(help="Run name recorded in metrics.json.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Override the spec's seed.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Override the spec's epochs.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="Override the device: cpu, cuda or auto.")] = None,
+    threads: ThreadsOpt = 1,
+) -> None:
+    """Train one network (teacher, baseline or distilled student) and write its results."""
+    from kdrepro.progress import epoch_reporter
+    from kdrepro.runs import train_run
+    from kdrepro.spec import parse_spec, spec_from_dict
+
+    with _clean_errors():
+        run_spec = parse_spec(spec)
+        overrides = {k: v for k, v in (("seed", seed), ("epochs", epochs), ("device", device))
+                     if v is not None}
+        run_spec = spec_from_dict({**run_spec.to_dict(), **overrides})
+        _set_threads(threads)
+        with epoch_reporter(run_spec.epochs, label or str(out_dir)) as on_epoch:
+            metrics = train_run(run_spec, data, out_dir, label=label or str(out_dir),
+                                soft_targets_path=soft_targets, teacher_path=teacher,
+                                checkpoint_path=checkpoint, threads=threads, on_epoch=on_epoch)
+    typer.echo(f"{metrics['run']}: {metrics['test_errors']} test errors -> {out_dir}")
+
+
+@app.command("soft-targets")
+def soft_targets_cmd(
+    teacher: Annotated[Path, typer.Option(help="Teacher model.pt.")],
+    out: Annotated[Path, typer.Option(help="Output file for the teacher's training-set logits.")],
+    data: DataOpt = Path("data/mnist.pt"),
+    threads: ThreadsOpt = 1,
+) -> None:
+    """Compute the teacher's logits on the (unjittered) training set, once."""
+    from kdrepro.runs import soft_targets_run
+
+    with _clean_errors():
+        _set_threads(threads)
+        soft_targets_run(teacher, data, out, threads)
+    typer.echo(f"soft targets -> {out}")
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Option(help="A model.pt written by `kdrepro train`.")],
+    out: Annotated[Path, typer.Option(help="Metrics JSON to write.")],
+    data: DataOpt = Path("data/mnist.pt"),
+    bias_shift: Annotated[Optional[list[str]], typer.Option(
+        help="CLASS=SHIFT added to that class's output bias; repeatable.")] = None,
+    threads: ThreadsOpt = 1,
+) -> None:
+    """Score a saved model on the MNIST test set."""
+    from kdrepro.runs import evaluate_run
+
+    with _clean_errors():
+        _set_threads(threads)
+        metrics = evaluate_run(model, data, out, _parse_shift(bias_shift or []))
+    typer.echo(f"{model}: {metrics['test_errors']} test errors -> {out}")
+
+
+@app.command("bias")
+def bias_cmd(
+    run_dir: Annotated[Path, typer.Option(help="An omit/keep run folder (model.pt, manifest.json).")],
+    out: Annotated[Path, typer.Option(help="bias.json to write.")],
+    paper_shift: Annotated[float, typer.Option(help="The paper's shift (omit-3: 3.5; keep-78: -7.6).")],
+    shifts: Annotated[str, typer.Option(help="Sweep START:STOP:STEP.")] = "-10:10:0.25",
+    data: DataOpt = Path("data/mnist.pt"),
+    threads: ThreadsOpt = 1,
+) -> None:
+    """Sweep the shifted classes' output biases; apply the paper's three protocols."""
+    from kdrepro.runs import bias_run
+
+    with _clean_errors():
+        _set_threads(threads)
+        result = bias_run(run_dir, data, paper_shift, _parse_range(shifts), out)
+    chosen = {k: (v["shift"], v["test_errors"]) for k, v in result["protocols"].items()}
+    typer.echo(f"{result['run']}: (shift, test errors) {json.dumps(chosen)} -> {out}")
+
+
+def _mount_subcommands() -> None:
+    from kdrepro.cli_data import data_app
+
+    app.add_typer(data_app, name="data", help="Fetch and verify MNIST.")
+    try:
+        from kdrepro.cli_report import register
+    except ImportError:  # pragma: no cover - the report module is optional while building
+        return
+    register(app)
+
+
+_mount_subcommands()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

