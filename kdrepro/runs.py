@@ -62,6 +62,24 @@ def _run_metrics(spec: RunSpec, label: str, index, history, summary, seconds) ->
             "train_seconds": round(seconds, 3)}
 
 
+def _teacher_logits_for(spec: RunSpec, mnist: MNIST, soft_targets_path, teacher_path):
+    """Cached, checked teacher logits for distilled runs; None for hard-label runs."""
+    if not spec.distilled:
+        return None
+    if soft_targets_path is None or teacher_path is None:
+        raise ValueError(f"role '{spec.role}' needs --soft-targets and --teacher")
+    return load_soft_targets(soft_targets_path, teacher_path, mnist)
+
+
+def _write_run(out_dir: Path, model: MLP, metrics: dict, manifest_fields: dict) -> None:
+    """model.pt, metrics.json, then manifest.json (which hashes the other two)."""
+    out_dir = Path(out_dir)
+    save_model(model, out_dir / "model.pt")
+    write_json(out_dir / "metrics.json", metrics)
+    outputs = {"model.pt": out_dir / "model.pt", "metrics.json": out_dir / "metrics.json"}
+    write_json(out_dir / "manifest.json", manifest(**manifest_fields, outputs=outputs))
+
+
 def train_run(spec: RunSpec, data_cache: Path, out_dir: Path, *, label: str,
               soft_targets_path: Path | None = None, teacher_path: Path | None = None,
               checkpoint_path: Path | None = None, threads: int = 1,
@@ -69,31 +87,23 @@ def train_run(spec: RunSpec, data_cache: Path, out_dir: Path, *, label: str,
     """Train one network of section 3 and write model.pt, metrics.json, manifest.json."""
     started, tic = datetime.now(timezone.utc), time.perf_counter()
     mnist, device = load_mnist(data_cache), resolve_device(spec.device)
-    logits = None
-    if spec.distilled:
-        if soft_targets_path is None or teacher_path is None:
-            raise ValueError(f"role '{spec.role}' needs --soft-targets and --teacher")
-        logits = load_soft_targets(soft_targets_path, teacher_path, mnist)
+    logits = _teacher_logits_for(spec, mnist, soft_targets_path, teacher_path)
     index = transfer_indices(spec, mnist.train_labels)
     targets, loss_fn = _objective(spec, mnist, index, logits)
     seed_everything(spec.seed)
     model = MLP(spec.hidden, spec.input_dropout, spec.hidden_dropout, spec.max_norm).to(device)
     checkpoint = FileCheckpoint(checkpoint_path or Path(out_dir) / "checkpoint.pt",
                                 fingerprint(spec, mnist.sha256))
+    test_images, test_labels = mnist.test_images.to(device), mnist.test_labels.to(device)
     history = fit(model, mnist.train_images[index].to(device), [t.to(device) for t in targets],
                   loss_fn, spec.train_config(), make_generator(spec.seed, device),
-                  eval_set=(mnist.test_images.to(device), mnist.test_labels.to(device)),
-                  on_epoch=on_epoch, checkpoint=checkpoint)
-    summary = error_summary(predict_logits(model, mnist.test_images.to(device)), mnist.test_labels)
+                  eval_set=(test_images, test_labels), on_epoch=on_epoch, checkpoint=checkpoint)
+    summary = error_summary(predict_logits(model, test_images), test_labels)
     metrics = _run_metrics(spec, label, index, history, summary, time.perf_counter() - tic)
-    out_dir = Path(out_dir)
-    save_model(model, out_dir / "model.pt")
-    write_json(out_dir / "metrics.json", metrics)
     inputs = {"soft_targets": soft_targets_path, "teacher": teacher_path} if spec.distilled else {}
-    write_json(out_dir / "manifest.json", manifest(
-        spec.to_dict(), data_sha256=mnist.sha256, device=str(device), threads=threads,
-        wall_seconds=time.perf_counter() - tic, started=started, inputs=inputs,
-        outputs={"model.pt": out_dir / "model.pt", "metrics.json": out_dir / "metrics.json"}))
+    _write_run(out_dir, model, metrics, dict(
+        spec=spec.to_dict(), data_sha256=mnist.sha256, device=str(device), threads=threads,
+        wall_seconds=time.perf_counter() - tic, started=started, inputs=inputs))
     checkpoint.remove()
     return metrics
 
