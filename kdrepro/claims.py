@@ -13,9 +13,9 @@ from importlib import resources
 import yaml
 
 from kdrepro.collect import RunRecord
-from kdrepro.stats import clopper_pearson, discordant_counts, mcnemar_exact, mean_sd
+from kdrepro.stats import Measure, discordant_counts, mcnemar_exact
 
-MIN_SEEDS = 2
+MIN_SEEDS_TO_REFUTE = 2
 REPRODUCED, NOT_REPRODUCED = "reproduced", "not reproduced"
 INCONCLUSIVE, PENDING = "inconclusive", "pending"
 VERDICT_RULE = (
@@ -23,17 +23,24 @@ VERDICT_RULE = (
     "per 1,010 test 3s, or percent). Our value is the mean over seeds ± sample sd (n seeds); "
     "the 95% interval is the exact Clopper-Pearson interval of the errors pooled over seeds.",
     "pending: no finished run yet.",
-    f"inconclusive: fewer than {MIN_SEEDS} seeds (the interval covers test-set sampling, "
-    "not seed-to-seed variation), or the runs needed for the comparison are missing.",
     "reproduced: our mean is at or below the paper's value, or the paper's value lies "
     "inside our 95% interval.",
-    "not reproduced: our 95% interval lies entirely above the paper's value.",
+    f"not reproduced: our 95% interval lies entirely above the paper's value, with at least "
+    f"{MIN_SEEDS_TO_REFUTE} seeds.",
+    f"inconclusive: the interval lies above the paper's value but with fewer than "
+    f"{MIN_SEEDS_TO_REFUTE} seeds (the interval covers test-set sampling, not seed-to-seed "
+    "variation, so one seed can agree with the paper but not refute it), or the runs a "
+    "comparison needs are missing.",
     "Temperatures, 300+ units: reproduced when, at every such width, the pooled error rate "
     "of every T ≥ 8 lies inside the 95% interval of the best T ≥ 8; the band is the "
     "max − min of the mean errors over T ≥ 8.",
     "Temperatures, 30 units: reproduced when the best T lies in [2.5, 4] and the best T "
     "tried below 2.5 and above 4 both have pooled rates above its 95% interval; not "
     "reproduced when the best T lies outside [2.5, 4]; inconclusive otherwise.",
+    "Temperature claims follow the same seed rule: with one seed they can be reproduced or "
+    "inconclusive, not refuted.",
+    "p: two-sided exact McNemar test of the distilled against the hard-label 800-800 "
+    "student on the same test images, discordant images pooled over runs paired by seed.",
 )
 PROTOCOL_LABELS = {
     "as_trained": "as trained (no shift)",
@@ -52,40 +59,6 @@ def paper_facts() -> dict:
 
 
 @dataclass
-class Measure:
-    """Per-seed values on the paper's scale plus the pooled Clopper-Pearson interval."""
-
-    values: list[float]
-    errors: int
-    total: int
-    scale: float
-    mean: float | None = None
-    sd: float | None = None
-    ci: tuple[float, float] | None = None
-
-    @classmethod
-    def of(cls, pairs: list[tuple[int, int]], scale: float) -> Measure:
-        """From (errors, total) pairs, one per seed."""
-        pairs = [(e, t) for e, t in pairs if t]
-        values = [e * scale / t for e, t in pairs]
-        errors, total = sum(e for e, _ in pairs), sum(t for _, t in pairs)
-        mean, sd = mean_sd(values)
-        ci = None
-        if total:
-            low, high = clopper_pearson(errors, total)
-            ci = (low * scale, high * scale)
-        return cls(values, errors, total, scale, mean, sd, ci)
-
-    @property
-    def n(self) -> int:
-        return len(self.values)
-
-    @property
-    def rate(self) -> float:
-        return self.errors * self.scale / self.total
-
-
-@dataclass
 class LedgerRow:
     """One claim of section 3: published value(s), ours, and the verdict with its reason."""
 
@@ -96,6 +69,7 @@ class LedgerRow:
     paper_text: str = ""
     blog: float | None = None
     protocol: str = ""
+    protocol_id: str = ""
     measure: Measure | None = None
     ours_text: str = ""
     seeds: int = 0
@@ -121,15 +95,20 @@ def select(records: list[RunRecord], role: str, width: int | None = None,
 def count_verdict(paper: float, measure: Measure | None) -> tuple[str, str]:
     """The stated rule (VERDICT_RULE) for a lower-is-better count or percentage."""
     if measure is None or measure.n == 0:
-        return PENDING, "no finished run yet"
-    if measure.n < MIN_SEEDS:
-        return INCONCLUSIVE, f"only {measure.n} seed(s)"
+        return PENDING, "no finished run (or no bias.json with this protocol) yet"
     low, high = measure.ci
     if measure.mean <= paper:
         return REPRODUCED, "our mean is at or below the paper's value"
     if low <= paper <= high:
         return REPRODUCED, "the paper's value lies inside our 95% interval"
-    return NOT_REPRODUCED, "our 95% interval lies entirely above the paper's value"
+    return refuted(measure.n, "our 95% interval lies entirely above the paper's value")
+
+
+def refuted(seeds: int, reason: str) -> tuple[str, str]:
+    """Not reproduced, unless too few seeds back the refutation (then inconclusive)."""
+    if seeds < MIN_SEEDS_TO_REFUTE:
+        return INCONCLUSIVE, f"{reason}, but only {seeds} seed"
+    return NOT_REPRODUCED, reason
 
 
 def _fact_row(key: str, claim: str, unit: str, measure: Measure | None, **kw) -> LedgerRow:
@@ -141,7 +120,7 @@ def _fact_row(key: str, claim: str, unit: str, measure: Measure | None, **kw) ->
     return row
 
 
-def test_error_measure(runs: list[RunRecord], key: str) -> Measure | None:
+def errors_measure(runs: list[RunRecord], key: str) -> Measure | None:
     """Test errors of the runs on the scale of the paper's value ``key``."""
     if not runs:
         return None
@@ -153,7 +132,8 @@ def paired_mcnemar(runs_a: list[RunRecord], runs_b: list[RunRecord]) -> dict | N
     """Exact McNemar test pooling the discordant images of runs paired by seed."""
     by_seed = {r.metrics.get("seed"): r for r in runs_b}
     pairs = [(a, by_seed[a.metrics.get("seed")]) for a in runs_a
-             if a.metrics.get("seed") in by_seed]
+             if a.metrics.get("seed") in by_seed and "wrong_indices" in a.metrics
+             and "wrong_indices" in by_seed[a.metrics.get("seed")].metrics]
     if not pairs:
         return None
     only_a = only_b = 0
@@ -171,23 +151,24 @@ def teacher_student_rows(records: list[RunRecord]) -> list[LedgerRow]:
     distilled = select(records, "distilled", width=800, temperature=20.0)
     rows = [
         _fact_row("teacher_errors", "Teacher 1200-1200 (dropout, max-norm, jitter): test errors",
-                  "errors", test_error_measure(teacher, "teacher_errors")),
+                  "errors", errors_measure(teacher, "teacher_errors")),
         _fact_row("baseline_errors", "Student 800-800, hard labels, no regularisation",
-                  "errors", test_error_measure(baseline, "baseline_errors")),
+                  "errors", errors_measure(baseline, "baseline_errors")),
         _fact_row("distilled_errors", "Student 800-800 on the teacher's soft targets, T = 20",
-                  "errors", test_error_measure(distilled, "distilled_errors")),
+                  "errors", errors_measure(distilled, "distilled_errors")),
     ]
     test = paired_mcnemar(distilled, baseline)
     if test:
         rows[2].pvalue = test["pvalue"]
-        rows[2].detail = (f"vs the hard-label student, paired by seed ({test['pairs']} pairs): "
+        rows[2].detail = (f"vs the hard-label student, paired by seed (pairs: {test['pairs']}): "
                           f"{test['only_a']} images wrong only when distilled, "
                           f"{test['only_b']} only with hard labels; exact McNemar")
         rows[2].extra["mcnemar"] = test
     return rows
 
 
-def _protocol_pairs(runs: list[RunRecord], protocol: str, in_classes: bool) -> list:
+def protocol_pairs(runs: list[RunRecord], protocol: str, in_classes: bool) -> list:
+    """(errors, total) per seed under a bias protocol; as trained falls back to metrics."""
     pairs = []
     for run in runs:
         p = ((run.bias or {}).get("protocols") or {}).get(protocol)
@@ -206,7 +187,7 @@ def _protocol_pairs(runs: list[RunRecord], protocol: str, in_classes: bool) -> l
 def protocol_measure(runs: list[RunRecord], protocol: str, key: str,
                      in_classes: bool = False) -> Measure | None:
     """Errors under one bias protocol (all test images, or only the shifted classes)."""
-    pairs = _protocol_pairs(runs, protocol, in_classes)
+    pairs = protocol_pairs(runs, protocol, in_classes)
     return Measure.of(pairs, paper_facts()["values"][key]["denominator"]) if pairs else None
 
 
@@ -227,21 +208,21 @@ def omit3_rows(records: list[RunRecord]) -> list[LedgerRow]:
     rows = [
         _fact_row("omit3_errors", "No 3s in the transfer set: test errors", "errors",
                   protocol_measure(runs, "as_trained", "omit3_errors"),
-                  protocol=PROTOCOL_LABELS["as_trained"]),
+                  protocol=PROTOCOL_LABELS["as_trained"], protocol_id="as_trained"),
         _fact_row("omit3_errors_on_3s", "No 3s in the transfer set: errors on the 1010 test 3s",
                   "errors", protocol_measure(runs, "as_trained", "omit3_errors_on_3s", True),
-                  protocol=PROTOCOL_LABELS["as_trained"]),
+                  protocol=PROTOCOL_LABELS["as_trained"], protocol_id="as_trained"),
     ]
     for name in SHIFTED_PROTOCOLS:
         detail = _shift_detail(runs, name)
         rows.append(_fact_row(
             "omit3_shifted_errors", "Bias of class 3 raised: test errors", "errors",
             protocol_measure(runs, name, "omit3_shifted_errors"),
-            protocol=PROTOCOL_LABELS[name], detail=detail))
+            protocol=PROTOCOL_LABELS[name], protocol_id=name, detail=detail))
         rows.append(_fact_row(
             "omit3_shifted_errors_on_3s", "Bias of class 3 raised: errors on 3s (98.6% right)",
             "errors", protocol_measure(runs, name, "omit3_shifted_errors_on_3s", True),
-            protocol=PROTOCOL_LABELS[name], detail=detail))
+            protocol=PROTOCOL_LABELS[name], protocol_id=name, detail=detail))
     return rows
 
 
@@ -250,12 +231,13 @@ def keep78_rows(records: list[RunRecord]) -> list[LedgerRow]:
     runs = select(records, "keep", classes="78")
     rows = [_fact_row("keep78_error_pct", "Only 7s and 8s in the transfer set: test error", "%",
                       protocol_measure(runs, "as_trained", "keep78_error_pct"),
-                      protocol=PROTOCOL_LABELS["as_trained"])]
+                      protocol=PROTOCOL_LABELS["as_trained"], protocol_id="as_trained")]
     for name in SHIFTED_PROTOCOLS:
         rows.append(_fact_row(
             "keep78_shifted_error_pct", "Biases of 7 and 8 lowered: test error", "%",
             protocol_measure(runs, name, "keep78_shifted_error_pct"),
-            protocol=PROTOCOL_LABELS[name], detail=_shift_detail(runs, name)))
+            protocol=PROTOCOL_LABELS[name], protocol_id=name,
+            detail=_shift_detail(runs, name)))
     return rows
 
 
@@ -266,7 +248,7 @@ def temperature_grid(records: list[RunRecord]) -> dict[int, dict[float, Measure]
     for width in widths:
         runs = select(records, "distilled", width=width)
         temps = sorted({r.metrics["temperature"] for r in runs})
-        grid[width] = {t: test_error_measure(select(runs, "distilled", temperature=t),
+        grid[width] = {t: errors_measure(select(runs, "distilled", temperature=t),
                                              "distilled_errors") for t in temps}
     return grid
 
@@ -293,11 +275,12 @@ def wide_temperature_row(grid: dict[int, dict[float, Measure]]) -> LedgerRow:
     row.extra["band"] = max(bands)
     row.ours_text, row.detail = f"band {max(bands):.1f} errors", "; ".join(parts)
     row.seeds = min(m.n for temps in cells.values() for m in temps.values())
-    if row.seeds < MIN_SEEDS or any(len(t) < 2 for t in cells.values()):
-        row.verdict, row.reason = INCONCLUSIVE, "fewer than 2 seeds or 2 temperatures ≥ 8"
+    if any(len(t) < 2 for t in cells.values()):
+        row.ours_text = "one T ≥ 8 at some width"
+        row.verdict, row.reason = INCONCLUSIVE, "fewer than 2 temperatures ≥ 8 at some width"
     elif outside:
-        row.verdict = NOT_REPRODUCED
-        row.reason = "T = " + ", ".join(f"{t:g}" for t in outside) + " outside the best T's CI"
+        row.verdict, row.reason = refuted(row.seeds, "T = " + ", ".join(
+            f"{t:g}" for t in outside) + " outside the best T's 95% interval")
     else:
         row.verdict, row.reason = REPRODUCED, "every T ≥ 8 inside the best T's 95% interval"
     return row
@@ -321,10 +304,8 @@ def narrow_temperature_row(grid: dict[int, dict[float, Measure]]) -> LedgerRow:
     row.detail = ", ".join(f"T {t:g}: {m.mean:.1f}" for t, m in temps.items())
     rivals = [min((m.rate for t, m in temps.items() if side(t)), default=None)
               for side in (lambda t: t < low, lambda t: t > high)]
-    if best.n < MIN_SEEDS:
-        row.verdict, row.reason = INCONCLUSIVE, f"only {best.n} seed(s)"
-    elif not low <= best_t <= high:
-        row.verdict, row.reason = NOT_REPRODUCED, f"best T = {best_t:g} lies outside the range"
+    if not low <= best_t <= high:
+        row.verdict, row.reason = refuted(best.n, f"best T = {best_t:g} lies outside the range")
     elif all(r is None or r > best.ci[1] for r in rivals) and any(r is not None for r in rivals):
         row.verdict, row.reason = REPRODUCED, "best T in range; T outside it above its 95% CI"
     else:

@@ -170,11 +170,9 @@ def bias_cmd(
 def _mount_subcommands() -> None:
     from kdrepro.cli_data import data_app
 
+    from kdrepro.cli_report import register
+
     app.add_typer(data_app, name="data", help="Fetch and verify MNIST.")
-    try:
-        from kdrepro.cli_report import register
-    except ImportError:  # pragma: no cover - the report module is optional while building
-        return
     register(app)
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from kdrepro.io import write_atomic
+
 ROLES = ("teacher", "baseline", "distilled", "omit", "keep")
 PROTOCOLS = ("as_trained", "paper", "test_tuned", "validation")
 _SKIPPED_DIRS = {"data", "benchmarks", "logs"}
@@ -90,7 +92,14 @@ def load_runs(results_dir: Path) -> list[RunRecord]:
             manifest=_optional_json(directory / "manifest.json") or {},
             bias=_optional_json(directory / "bias.json"),
         ))
-    return records
+    return sorted(records, key=run_order)
+
+
+def run_order(record: RunRecord) -> tuple:
+    """Paper order: role, then wider networks first, temperature, digits, seed."""
+    role = ROLES.index(record.role) if record.role in ROLES else len(ROLES)
+    return (role, -(record.width or 0), record.metrics.get("temperature") or 0.0,
+            record.classes, record.metrics.get("seed") or 0, record.run)
 
 
 def _bias_columns(bias: dict | None) -> dict:
@@ -136,15 +145,12 @@ def run_row(record: RunRecord) -> dict:
 
 
 def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
-    """One row per run, ordered by role, width, temperature, classes and seed."""
-    frame = pd.DataFrame([run_row(r) for r in records])
-    if frame.empty:
+    """One row per run, in the paper's order (see :func:`run_order`)."""
+    rows = [run_row(r) for r in sorted(records, key=run_order)]
+    if not rows:
         return pd.DataFrame(columns=["run", "role", "hidden", "temperature", "seed",
                                      "test_errors", "test_total"])
-    frame["role_order"] = frame["role"].map({r: i for i, r in enumerate(ROLES)})
-    frame = frame.sort_values(["role_order", "hidden", "temperature", "classes", "seed"],
-                              ascending=[True, False, True, True, True], na_position="first")
-    return frame.drop(columns="role_order").reset_index(drop=True)
+    return pd.DataFrame(rows)
 
 
 def _number(text: str | None) -> float | None:
@@ -165,18 +171,24 @@ def read_benchmark(path: Path) -> dict:
             "max_rss_mb": max(rss) if rss else None}
 
 
+def benchmark_run(rule: str, job: str) -> str:
+    """The run a benchmark belongs to: ``train_{role}/{rest}`` is run ``{role}/{rest}``."""
+    return f"{rule.removeprefix('train_')}/{job}" if rule.startswith("train_") else job
+
+
 def benchmarks_frame(results_dir: Path) -> pd.DataFrame:
-    """One row per benchmark file: rule, job (path below the rule), seconds, max RSS."""
+    """One row per benchmark file: rule, job (path below the rule), run, seconds, max RSS."""
     root = Path(results_dir) / "benchmarks"
     rows = []
     for path in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
         parts = path.relative_to(root).with_suffix("").parts
         rule, job = parts[0], "/".join(parts[1:]) or parts[0]
         try:
-            rows.append({"rule": rule, "job": job, **read_benchmark(path)})
+            rows.append({"rule": rule, "job": job, "run": benchmark_run(rule, job),
+                         **read_benchmark(path)})
         except (OSError, csv.Error, UnicodeDecodeError) as exc:
             raise ResultsError(f"cannot read benchmark {path}: {exc}") from None
-    return pd.DataFrame(rows, columns=["rule", "job", "seconds", "max_rss_mb"])
+    return pd.DataFrame(rows, columns=["rule", "job", "run", "seconds", "max_rss_mb"])
 
 
 def collect_frame(results_dir: Path) -> pd.DataFrame:
@@ -184,16 +196,108 @@ def collect_frame(results_dir: Path) -> pd.DataFrame:
     frame = runs_frame(load_runs(results_dir))
     bench = benchmarks_frame(results_dir)
     if not frame.empty:
-        per_job = bench.groupby("job")["seconds"].sum() if not bench.empty else {}
-        frame["benchmark_seconds"] = [per_job.get(run) if len(per_job) else None
-                                      for run in frame["run"]]
+        per_run = bench.groupby("run")["seconds"].sum().to_dict()
+        frame["benchmark_seconds"] = [per_run.get(run) for run in frame["run"]]
     return frame
 
 
 def write_collected(results_dir: Path, out: Path) -> pd.DataFrame:
     """Collect ``results_dir`` and write the table to ``out`` as CSV (temp file + os.replace)."""
-    from kdrepro.io import atomic_write_text
-
     frame = collect_frame(results_dir)
-    atomic_write_text(Path(out), frame.to_csv(index=False))
+    write_atomic(Path(out), frame.to_csv(index=False))
     return frame
+
+
+# ---- manifest summaries for the report (assumption register, provenance) ---------------
+
+def _display(value) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_display(v) for v in value) + "]"
+    return str(value)
+
+
+def spec_values(records: list[RunRecord], key: str) -> str:
+    """The values a spec key took across manifests, with the roles that used each."""
+    roles_by_value: dict[str, list[str]] = {}
+    for record in records:
+        spec = record.manifest.get("spec") or {}
+        if key in spec:
+            roles = roles_by_value.setdefault(_display(spec[key]), [])
+            if record.role not in roles:
+                roles.append(record.role)
+    if not roles_by_value:
+        return "not in any manifest yet"
+    if len({tuple(r) for r in roles_by_value.values()}) == 1:
+        return ", ".join(roles_by_value)
+    return "; ".join(f"{v} ({', '.join(r)})" for v, r in roles_by_value.items())
+
+
+def bias_shift_values(records: list[RunRecord]) -> str:
+    """The paper shifts recorded in bias.json files, by omitted or kept digits."""
+    shifts = {f"{r.role} {r.classes}": r.bias.get("paper_shift") for r in records if r.bias}
+    return "; ".join(f"{k}: {v:+g}" for k, v in shifts.items()) or "no bias.json yet"
+
+
+def assumption_register(records: list[RunRecord], facts: dict) -> list[dict]:
+    """Each run setting, the values read from the manifests, and where it comes from."""
+    tags = facts["assumption_tags"]
+    rows = []
+    for entry in facts["assumptions"]:
+        key = entry["key"]
+        values = bias_shift_values(records) if key == "bias_shift" else spec_values(records, key)
+        rows.append({"key": key, "setting": entry["setting"], "tag": entry["tag"],
+                     "tag_label": tags[entry["tag"]], "used": values})
+    return rows
+
+
+def _distinct(manifests: list[dict], key: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for manifest in manifests:
+        value = _display(manifest.get(key))
+        counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
+def rule_runtimes(bench: pd.DataFrame) -> list[dict]:
+    """Per Snakemake rule: jobs, total, mean and max wall seconds, peak RSS (MB)."""
+    if bench.empty:
+        return []
+    grouped = bench.groupby("rule").agg(jobs=("job", "count"), total=("seconds", "sum"),
+                                        mean=("seconds", "mean"), max=("seconds", "max"),
+                                        max_rss_mb=("max_rss_mb", "max"))
+    return [{"rule": rule, **row} for rule, row in grouped.to_dict("index").items()]
+
+
+def provenance(records: list[RunRecord], bench: pd.DataFrame) -> dict:
+    """Commits, data digests, devices, versions, the spec of each role, and runtimes."""
+    manifests = [r.manifest for r in records if r.manifest]
+    versions: dict[str, list[str]] = {}
+    for manifest in manifests:
+        for package, version in (manifest.get("versions") or {}).items():
+            if str(version) not in versions.setdefault(package, []):
+                versions[package].append(str(version))
+    first_by_role = {}
+    for record in records:
+        first_by_role.setdefault(record.role, record)
+    specs = {role: r.manifest.get("spec") or {} for role, r in first_by_role.items()}
+    spec_keys = list(dict.fromkeys(k for spec in specs.values() for k in spec))
+    runs = [{"run": r.run, "seed": r.metrics.get("seed"),
+             "test_errors": r.metrics.get("test_errors"),
+             "train_seconds": r.metrics.get("train_seconds"),
+             "wall_seconds": r.manifest.get("wall_seconds"), "device": r.manifest.get("device"),
+             "commit": str(r.manifest.get("git_commit") or "")[:10],
+             "started": r.manifest.get("started"), "host": r.manifest.get("host"),
+             "slurm_job_id": r.manifest.get("slurm_job_id")} for r in records]
+    return {"git_commits": _distinct(manifests, "git_commit"),
+            "data_sha256": _distinct(manifests, "data_sha256"),
+            "devices": _distinct(manifests, "device"), "threads": _distinct(manifests, "threads"),
+            "hosts": _distinct(manifests, "host"), "versions": versions,
+            "specs": {role: {k: _display(spec.get(k)) if k in spec else "" for k in spec_keys}
+                      for role, spec in specs.items()}, "spec_keys": spec_keys,
+            "runs": runs, "rules": rule_runtimes(bench),
+            "benchmark_seconds": float(bench["seconds"].sum()) if not bench.empty else None,
+            "train_seconds": sum(r["train_seconds"] or 0 for r in runs) or None}

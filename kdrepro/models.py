@@ -54,18 +54,24 @@ def dropout_mask(shape: torch.Size, p: float, generator: torch.Generator,
     n = int(torch.Size(shape).numel())
     device = generator.device
     if p == 0.5:
-        table = cache.setdefault(("bits", device), _bit_table(device) * 2.0)
+        key = ("bits", device)
+        if key not in cache:  # not setdefault: that would rebuild the table every call
+            cache[key] = _bit_table(device) * 2.0
         random_bytes = _random_words((n + 63) // 64, generator).view(torch.uint8)
-        mask = torch.index_select(table, 0, random_bytes.long()).view(-1)
+        mask = torch.index_select(cache[key], 0, random_bytes.long()).view(-1)
         return mask[:n].view(shape)
     key = ("u16", p, device)
     if key not in cache:
         levels = 1 << _MASK_BITS
         keep_levels = round((1.0 - p) * levels)
         keep = keep_levels / levels
-        cache[key] = (torch.arange(levels, device=device) < keep_levels).float() / keep
+        table = (torch.arange(levels, device=device) < keep_levels).float() / keep
+        # A unit keeps when d + 2^15 < keep_levels for its signed 16-bit draw d.
+        # Indexing by d's unsigned bits u = d mod 2^16 instead saves the addition:
+        # rolling the table by 2^15 gives the same mask for the same draws.
+        cache[key] = torch.roll(table, levels // 2)
     words = _random_words((n + 3) // 4, generator)
-    draws = words.view(torch.int16)[:n].int() + 32768
+    draws = words.view(torch.uint16)[:n].int()
     return torch.index_select(cache[key], 0, draws).view(shape)
 
 
@@ -108,12 +114,35 @@ class MLP(nn.Module):
         if self.max_norm is None:
             return
         for layer in self.layers:
-            layer.weight.renorm_(2, 0, self.max_norm)
+            if layer.weight.device.type == "cpu":
+                _renorm_rows_cpu(layer.weight, self.max_norm)
+            else:  # no host sync on accelerators
+                layer.weight.renorm_(2, 0, self.max_norm)
 
     def architecture(self) -> dict:
         """What is needed to rebuild this network around a saved state_dict."""
         return {"hidden": self.hidden, "input_dropout": self.input_dropout,
                 "hidden_dropout": self.hidden_dropout, "max_norm": self.max_norm}
+
+
+def _renorm_rows_cpu(weight: torch.Tensor, max_norm: float) -> None:
+    """`weight.renorm_(2, 0, max_norm)`, bit for bit, touching only rows over the limit.
+
+    renorm_ multiplies every row by a factor (1 for rows within the limit);
+    skipping those exact multiplications by 1 saves a pass over the weights.
+    The norms and factors use renorm_'s own float32 formula.
+    """
+    norms = torch.linalg.vector_norm(weight, 2, dim=1, keepdim=True)
+    over = norms > max_norm
+    count = int(over.sum())
+    if count == 0:
+        return
+    factor = torch.where(over, torch.full_like(norms, max_norm) / (norms + 1e-7), 1.0)
+    if 2 * count > len(weight):
+        weight.mul_(factor)
+        return
+    rows = over.view(-1).nonzero().view(-1)
+    weight[rows] = weight[rows] * factor[rows]
 
 
 def save_model(model: MLP, path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 _TAIL_TOLERANCE = 1e-17
 _BISECTION_STEPS = 200
@@ -116,3 +117,37 @@ def mean_sd(values: Sequence[float]) -> tuple[float | None, float | None]:
         return mean, None
     var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
     return mean, math.sqrt(var)
+
+
+@dataclass
+class Measure:
+    """Per-seed values on the paper's scale plus the pooled Clopper-Pearson interval."""
+
+    values: list[float]
+    errors: int
+    total: int
+    scale: float
+    mean: float | None = None
+    sd: float | None = None
+    ci: tuple[float, float] | None = None
+
+    @classmethod
+    def of(cls, pairs: list[tuple[int, int]], scale: float) -> Measure:
+        """From (errors, total) pairs, one per seed."""
+        pairs = [(e, t) for e, t in pairs if t]
+        values = [e * scale / t for e, t in pairs]
+        errors, total = sum(e for e, _ in pairs), sum(t for _, t in pairs)
+        mean, sd = mean_sd(values)
+        ci = None
+        if total:
+            low, high = clopper_pearson(errors, total)
+            ci = (low * scale, high * scale)
+        return cls(values, errors, total, scale, mean, sd, ci)
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def rate(self) -> float:
+        return self.errors * self.scale / self.total

@@ -82,9 +82,10 @@ def _set_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, epoch: int
 
 
 def make_optimizer(model: MLP, cfg: TrainConfig) -> torch.optim.SGD:
-    """SGD with momentum; foreach kernels update all tensors in a few calls."""
+    """SGD with momentum. The fused kernel reads and writes each tensor once per
+    step (foreach makes three passes) and gives the same bits on CPU."""
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum_at(0),
-                           weight_decay=cfg.weight_decay, foreach=True)
+                           weight_decay=cfg.weight_decay, fused=True)
 
 
 def train_epoch(model: MLP, optimizer, batches: BatchSource, targets: Sequence[torch.Tensor],

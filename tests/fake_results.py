@@ -97,12 +97,13 @@ class FakeWriter:
         _write(directory / "metrics.json", metrics)
         _write(directory / "manifest.json", manifest(run_id, role, hidden, seed, temperature,
                                                      omit, keep))
-        self.benchmark(f"train_{role}", run_id, rng)
+        self.benchmark(f"train_{role}", run_id.split("/", 1)[1], rng)
         return metrics
 
-    def benchmark(self, rule: str, run_id: str, rng: random.Random) -> None:
+    def benchmark(self, rule: str, job: str, rng: random.Random) -> None:
+        """results/benchmarks/{rule}/{job}.tsv as Snakemake's benchmark directive writes it."""
         seconds = 10 + 50 * rng.random()
-        path = self.root / "benchmarks" / rule / f"{run_id}.tsv"
+        path = self.root / "benchmarks" / rule / f"{job}.tsv"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"{BENCH_HEADER}\n{seconds:.4f}\t0:00:{int(seconds):02d}\t"
                         f"{800 + 400 * rng.random():.2f}\t2000.1\t700.0\t710.0\t0.1\t5.2\t"
@@ -121,7 +122,7 @@ def manifest(run_id, role, hidden, seed, temperature, omit, keep) -> dict:
         "weight_decay": 0.0, "seed": seed, "temperature": temperature,
         "hard_weight": None if temperature is None else 0.0, "omit": list(omit),
         "keep": list(keep), "validation_fraction": 0.1 if (omit or keep) else 0.0,
-        "device": "cpu",
+        "validation_seed": 0, "device": "cpu",
     }
     return {"spec": spec, "seed": seed,
             "versions": {"python": "3.11.2", "torch": "2.14.1", "kdrepro": "0.1.0"},
@@ -173,7 +174,7 @@ def _bias(writer: FakeWriter, run_id: str, classes: tuple[int, ...], paper_shift
     _write(writer.root / run_id / "bias.json",
            {"schema": 1, "run": run_id, "classes": list(classes), "paper_shift": paper_shift,
             "sweep": sweep, "protocols": protocols})
-    writer.benchmark("bias", run_id, rng)
+    writer.benchmark("bias_sweep", run_id, rng)
 
 
 def _grid(seed: int, offset: int) -> float:

@@ -1,0 +1,193 @@
+"""`kdrepro collect`, `kdrepro report` and `kdrepro summarize`: thin commands over the report.
+
+:func:`register` adds them to the lead's Typer app. Each command checks its input,
+calls :mod:`kdrepro.collect`, :mod:`kdrepro.claims` or :mod:`kdrepro.render`, and turns
+expected failures into one ``error: ...`` line and exit status 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+COLUMNS = ("claim", "setting", "paper", "blog", "ours", "n", "ci95", "p", "verdict")
+TABLE_COLUMNS = ("claim", "paper", "blog", "ours", "n", "ci95", "p", "verdict")
+SHORT_PROTOCOLS = {"as_trained": "as trained", "paper": "paper shift",
+                   "test_tuned": "test-tuned", "validation": "validation-chosen"}
+
+
+class SummaryFormat(str, Enum):
+    """Output formats of `kdrepro summarize`."""
+
+    table = "table"
+    md = "md"
+    csv = "csv"
+    json = "json"
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+@contextmanager
+def _clean_errors():
+    """Expected failures (unreadable results, template errors) become one error line."""
+    from jinja2 import TemplateError
+
+    from kdrepro.collect import ResultsError
+
+    try:
+        yield
+    except (ResultsError, TemplateError, OSError, KeyError, ValueError) as exc:
+        text = str(exc).strip().splitlines()
+        _fail(text[0] if text else type(exc).__name__)
+
+
+def _require_dir(path: Path, what: str) -> None:
+    if not path.is_dir():
+        _fail(f"{what} not found: {path}")
+
+
+def ledger_records(results_dir: Path) -> list[dict]:
+    """The claim ledger of ``results_dir`` as flat records: raw numbers plus display text."""
+    from kdrepro.claims import ledger
+    from kdrepro.collect import load_runs
+    from kdrepro.render import fmt_ci, fmt_count, fmt_pct, fmt_pm, fmt_pvalue
+
+    records = []
+    for row in ledger(load_runs(results_dir)):
+        m, percent = row.measure, row.unit == "%"
+        value = fmt_pct if percent else fmt_count
+        records.append({
+            "id": row.id, "claim": row.claim, "setting": row.protocol,
+            "paper": row.paper if row.paper is not None else row.paper_text,
+            "blog": row.blog, "mean": m.mean if m else None, "sd": m.sd if m else None,
+            "n": row.seeds, "ci_low": m.ci[0] if m and m.ci else None,
+            "ci_high": m.ci[1] if m and m.ci else None, "p": row.pvalue,
+            "verdict": row.verdict, "reason": row.reason, "detail": row.detail,
+            "short_setting": SHORT_PROTOCOLS.get(row.protocol_id, ""),
+            "display": {
+                "claim": row.claim, "setting": row.protocol or "—",
+                "paper": row.paper_text or value(row.paper), "blog": value(row.blog),
+                "ours": row.ours_text or (fmt_pm(m.mean, m.sd, unit="%" if percent else "")
+                                          if m else "—"),
+                "n": str(row.seeds), "ci95": fmt_ci(m.ci) if m else "—",
+                "p": fmt_pvalue(row.pvalue), "verdict": row.verdict},
+        })
+    return records
+
+
+def _as_table(records: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    styles = {"reproduced": "green", "not reproduced": "red", "inconclusive": "yellow",
+              "pending": "dim"}
+    console = Console()
+    narrow = console.width < 150
+    columns = [c for c in TABLE_COLUMNS if not (narrow and c in ("blog", "ci95"))]
+    table = Table(title="Claim ledger (Hinton et al. 2015, section 3)", expand=narrow)
+    ratios = {"claim": 4, "paper": 1, "ours": 2} if narrow else {}
+    for column in columns:
+        table.add_column(column, justify="left" if column == "claim" else "right",
+                         ratio=ratios.get(column), overflow="fold",
+                         no_wrap=column in ("n", "p", "verdict"))
+    for record in records:
+        cells = [record["display"][c] for c in columns]
+        if record["short_setting"]:
+            cells[0] += f" [dim]({record['short_setting']})[/]"
+        cells[-1] = f"[{styles[record['verdict']]}]{cells[-1]}[/]"
+        table.add_row(*cells)
+    console.print(table)
+
+
+def _as_markdown(records: list[dict]) -> str:
+    def cell(text: str) -> str:
+        return str(text).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(cell(r["display"][c]) for c in COLUMNS) + " |" for r in records]
+    return "\n".join(lines)
+
+
+def _as_csv(records: list[dict]) -> str:
+    fields = [k for k in records[0] if k != "display"] if records else []
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore",
+                            lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return buffer.getvalue().rstrip("\n")
+
+
+def collect_command(
+    results_dir: Annotated[Path, typer.Argument(help="Results directory (docs/results.md).")],
+    out: Annotated[Path, typer.Option("--out", help="CSV to write, one row per run.")] = Path(
+        "results/metrics.csv"),
+) -> None:
+    """Collect every run's metrics.json (+ bias.json, manifest, benchmarks) into one CSV."""
+    from kdrepro.collect import write_collected
+
+    _require_dir(results_dir, "results directory")
+    with _clean_errors():
+        frame = write_collected(results_dir, out)
+    typer.echo(f"{len(frame)} runs -> {out}")
+
+
+def report_command(
+    results: Annotated[Path, typer.Option("--results", help="Results directory.")] = Path(
+        "results"),
+    templates: Annotated[Path, typer.Option("--templates", help="Jinja2 templates.")] = Path(
+        "templates"),
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Where report.html, report.md "
+                                          "and figures/ go.")] = Path("reports"),
+    data: Annotated[Optional[Path], typer.Option(  # noqa: UP045 - typer on Python 3.10
+        "--data", help="MNIST cache for the grid of wrong 3s (default: RESULTS/data/mnist.pt)."
+    )] = None,
+) -> None:
+    """Render the reproduction report (HTML and Markdown) from the results directory."""
+    from kdrepro.render import render_report
+
+    _require_dir(results, "results directory")
+    if not (templates / "report.html.j2").is_file() or not (templates / "report.md.j2").is_file():
+        _fail(f"templates not found: {templates} needs report.html.j2 and report.md.j2")
+    with _clean_errors():
+        written = render_report(results, templates, out_dir,
+                                data if data is not None else results / "data" / "mnist.pt")
+    typer.echo(f"report: {written['report.html']} and {written['report.md']} "
+               f"({len(written) - 2} figures)")
+
+
+def summarize_command(
+    results_dir: Annotated[Path, typer.Argument(help="Results directory.")] = Path("results"),
+    output_format: Annotated[SummaryFormat, typer.Option(
+        "--format", "-f", help="table (rich), md, csv or json.")] = SummaryFormat.table,
+) -> None:
+    """Print the claim ledger; claims without finished runs show as pending."""
+    _require_dir(results_dir, "results directory")
+    with _clean_errors():
+        records = ledger_records(results_dir)
+    if output_format is SummaryFormat.table:
+        _as_table(records)
+    elif output_format is SummaryFormat.md:
+        typer.echo(_as_markdown(records))
+    elif output_format is SummaryFormat.csv:
+        typer.echo(_as_csv(records))
+    else:
+        plain = [{k: v for k, v in r.items() if k != "display"} for r in records]
+        typer.echo(json.dumps(plain, indent=2, ensure_ascii=False))
+
+
+def register(app: typer.Typer) -> None:
+    """Add `collect`, `report` and `summarize` to the kdrepro Typer app."""
+    app.command("collect")(collect_command)
+    app.command("report")(report_command)
+    app.command("summarize")(summarize_command)
