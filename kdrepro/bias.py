@@ -11,6 +11,7 @@ and the shift with fewest errors on a validation split held out of training.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -32,11 +33,18 @@ def shift_logits(logits: torch.Tensor, classes: Sequence[int], shift: float) -> 
     return logits + offset
 
 
+MAX_SHIFTS = 10_000
+
+
 def shift_grid(start: float, stop: float, step: float) -> list[float]:
-    """Shifts from start to stop inclusive in steps (rounded to avoid float drift)."""
-    if step <= 0 or stop < start:
-        raise ValueError(f"bias sweep needs step > 0 and stop >= start, got {start}:{stop}:{step}")
-    count = int(round((stop - start) / step)) + 1
+    """Shifts from start up to stop (inclusive when on the grid), rounded against drift."""
+    if not all(math.isfinite(v) for v in (start, stop, step)) or step <= 0 or stop < start:
+        raise ValueError(f"bias sweep {start}:{stop}:{step} is invalid: expected finite "
+                         "START <= STOP and STEP > 0")
+    count = math.floor((stop - start) / step + 1e-6) + 1
+    if count > MAX_SHIFTS:
+        raise ValueError(f"bias sweep {start}:{stop}:{step} has {count} shifts; at most "
+                         f"{MAX_SHIFTS} are allowed")
     return [round(start + i * step, 6) for i in range(count)]
 
 
@@ -78,6 +86,8 @@ def protocol(name: str, shift: float, test: tuple, classes: Sequence[int]) -> di
 def bias_experiment(test: tuple, validation: tuple | None, classes: Sequence[int],
                     paper_shift: float, shifts: Sequence[float]) -> dict:
     """The sweep and the four protocols (as trained, paper, test-tuned, validation)."""
+    if not math.isfinite(paper_shift):
+        raise ValueError(f"paper shift {paper_shift} is invalid: expected a finite number")
     rows = sweep(test, validation, classes, shifts)
     chosen = {"as_trained": 0.0, "paper": paper_shift,
               "test_tuned": best_shift(rows, "test_errors")}

@@ -306,8 +306,8 @@ def narrow_temperature_row(grid: dict[int, dict[float, Measure]]) -> LedgerRow:
               for side in (lambda t: t < low, lambda t: t > high)]
     if not low <= best_t <= high:
         row.verdict, row.reason = refuted(best.n, f"best T = {best_t:g} lies outside the range")
-    elif all(r is None or r > best.ci[1] for r in rivals) and any(r is not None for r in rivals):
-        row.verdict, row.reason = REPRODUCED, "best T in range; T outside it above its 95% CI"
+    elif all(r is not None and r > best.ci[1] for r in rivals):
+        row.verdict, row.reason = REPRODUCED, "best T in range; T on both sides above its 95% CI"
     else:
         row.verdict, row.reason = INCONCLUSIVE, "best T in range, but not significantly better"
     return row

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,23 +63,29 @@ def _parse_shift(items: list[str]) -> dict[int, float]:
     shifts = {}
     for item in items:
         cls, sep, value = item.partition("=")
+        bad = ValueError(f"--bias-shift {item!r} is invalid: expected CLASS=SHIFT with a "
+                         "class 0..9 and a finite shift, e.g. 3=3.5")
         try:
-            shifts[int(cls)] = float(value)
-            assert sep and 0 <= int(cls) <= 9
-        except (ValueError, AssertionError):
-            raise ValueError(f"--bias-shift {item!r} is invalid: expected CLASS=SHIFT, "
-                             "e.g. 3=3.5 (class 0..9)") from None
+            cls_id, shift = int(cls), float(value)
+        except ValueError:
+            raise bad from None
+        if not sep or not 0 <= cls_id <= 9 or not math.isfinite(shift):
+            raise bad
+        shifts[cls_id] = shift
     return shifts
 
 
 def _parse_range(text: str) -> list[float]:
     from kdrepro.bias import shift_grid
 
+    bad = ValueError(f"--shifts {text!r} is invalid: expected finite START:STOP:STEP, "
+                     "e.g. -2:10:0.25")
     try:
         start, stop, step = (float(v) for v in text.split(":"))
     except ValueError:
-        raise ValueError(f"--shifts {text!r} is invalid: expected START:STOP:STEP, "
-                         "e.g. -2:10:0.25") from None
+        raise bad from None
+    if not all(math.isfinite(v) for v in (start, stop, step)):
+        raise bad
     return shift_grid(start, stop, step)
 
 
@@ -86,10 +93,13 @@ def _parse_range(text: str) -> list[float]:
 def train(
     spec: Annotated[str, typer.Option(help="Run spec: JSON text, or @FILE (JSON/YAML).")],
     data: DataOpt = Path("data/mnist.pt"),
-    out_dir: Annotated[Path, typer.Option(help="Folder for model.pt, metrics.json, manifest.json.")] = Path("runs/run"),
+    out_dir: Annotated[Path, typer.Option(
+        help="Folder for model.pt, metrics.json, manifest.json.")] = Path("runs/run"),
     soft_targets: Annotated[Optional[Path], typer.Option(help="Teacher logits (distilled runs).")] = None,
-    teacher: Annotated[Optional[Path], typer.Option(help="Teacher model.pt the soft targets came from.")] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint file (default OUT_DIR/checkpoint.pt).")] = None,
+    teacher: Annotated[Optional[Path], typer.Option(
+        help="Teacher model.pt the soft targets came from.")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(
+        help="Checkpoint file (default OUT_DIR/checkpoint.pt).")] = None,
     label: Annotated[Optional[str], typer.Option(help="Run name recorded in metrics.json.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Override the spec's seed.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Override the spec's epochs.")] = None,
@@ -169,7 +179,6 @@ def bias_cmd(
 
 def _mount_subcommands() -> None:
     from kdrepro.cli_data import data_app
-
     from kdrepro.cli_report import register
 
     app.add_typer(data_app, name="data", help="Fetch and verify MNIST.")

@@ -165,8 +165,8 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> MLP:
         model = MLP(**saved["architecture"])
         model.load_state_dict(saved["state_dict"])
     except Exception as exc:  # truncated, foreign or tampered files all land here
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        # torch's own text suggests weights_only=False, which must never be followed
         raise ModelFileError(
             f"{path} is not a kdrepro model file (expected a state_dict saved by "
-            f"`kdrepro train`): {reason}") from None
+            f"`kdrepro train`; loading failed with {type(exc).__name__})") from None
     return model.to(device)

@@ -55,7 +55,7 @@ def _objective(spec: RunSpec, mnist: MNIST, index: torch.Tensor, logits: torch.T
 def _run_metrics(spec: RunSpec, label: str, index, history, summary, seconds) -> dict:
     return {"schema": SCHEMA, "run": label, "role": spec.role, "hidden": list(spec.hidden),
             "seed": spec.seed, "temperature": spec.temperature,
-            "hard_weight": spec.hard_weight if spec.distilled else None,
+            "hard_weight": (spec.hard_weight or 0.0) if spec.distilled else None,
             "transfer_set": {"omit": list(spec.omit), "keep": list(spec.keep),
                              "size": int(len(index))},
             "epochs": spec.epochs, **summary, "history": history,

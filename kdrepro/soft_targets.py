@@ -46,8 +46,9 @@ def load_soft_targets(path: Path, teacher_path: Path, mnist: MNIST) -> torch.Ten
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         logits = payload["logits"]
-    except Exception as exc:
-        raise SoftTargetError(f"{path} is not a soft-target file: {exc}") from None
+    except Exception as exc:  # never relay torch's weights_only=False advice
+        raise SoftTargetError(f"{path} is not a soft-target file written by `kdrepro "
+                              f"soft-targets` (loading failed with {type(exc).__name__})") from None
     if payload.get("teacher_sha256") != file_sha256(teacher_path):
         raise SoftTargetError(f"{path} was computed from another teacher than {teacher_path}; "
                               "rebuild it with `kdrepro soft-targets`")

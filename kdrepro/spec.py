@@ -91,8 +91,8 @@ _RULES = [
 def _check_values(spec: RunSpec) -> None:
     for key, ok, expected in _RULES:
         value = getattr(spec, key)
-        try:
-            good = ok(value)
+        try:  # bool is an int subclass: `epochs: true` must not mean 1
+            good = not isinstance(value, bool) and ok(value)
         except TypeError:
             good = False
         if not good:
@@ -133,12 +133,16 @@ def parse_spec(text: str) -> RunSpec:
         if not path.is_file():
             raise SpecError(f"spec file {path} does not exist")
         text = path.read_text(encoding="utf-8")
-    try:
-        import yaml  # YAML is a superset of JSON, so this reads both
+    try:  # JSON first: YAML 1.1 reads JSON's 1e-05 as a string
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            import yaml
 
-        data = yaml.safe_load(text)
-    except Exception as exc:
-        raise SpecError(f"run spec is not valid JSON/YAML: {str(exc).splitlines()[0]}") from None
+            data = yaml.safe_load(text)
+        except Exception as exc:
+            reason = str(exc).splitlines()[0]
+            raise SpecError(f"run spec is not valid JSON/YAML: {reason}") from None
     if not isinstance(data, dict):
         raise SpecError(f"run spec must be a mapping of settings, got {type(data).__name__}")
     return spec_from_dict(data)

@@ -55,6 +55,22 @@ def write_synthetic_dir(directory: Path, seed: int = 0) -> dict[str, str]:
     return expected
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tiny test networks run far faster on one thread than on a busy pair of cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def restore_torch_threads():
+    """CLI commands set the thread count (--threads); put it back after each test."""
+    yield
+    torch.set_num_threads(1)
+
+
 @pytest.fixture
 def idx_writer():
     """The :func:`write_idx` helper, for tests that prefer a fixture to an import."""
