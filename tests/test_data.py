@@ -15,7 +15,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from kdrepro import data
+from kdrepro import data, mnist_sources
 from kdrepro.cli_data import data_app
 from kdrepro.data import (
     MEAN,
@@ -24,13 +24,12 @@ from kdrepro.data import (
     STD,
     ChecksumError,
     DataError,
-    class_indices,
     fetch_mnist,
     load_mnist,
     normalize,
     read_idx,
-    validation_split,
 )
+from kdrepro.transfer import class_indices, validation_split
 
 REAL_SHA256 = "c65580678af93f1ea48c2c0d01d543ec89307c6b8a0eb7ca542d7c18c5f4c681"
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -48,7 +47,7 @@ def offline(monkeypatch):
 
     monkeypatch.delenv(data.ENV_MNIST_DIR, raising=False)
     monkeypatch.setenv("PATH", "")
-    monkeypatch.setattr(data, "_download", refuse)
+    monkeypatch.setattr(mnist_sources, "_download", refuse)
     return calls
 
 
@@ -124,7 +123,7 @@ def test_second_fetch_does_no_work(synthetic_mnist, synthetic_mnist_dir, monkeyp
     def boom(*args, **kwargs):
         raise AssertionError("a source was consulted although the cache is valid")
 
-    monkeypatch.setitem(data._SOURCES, "dir", boom)
+    monkeypatch.setitem(mnist_sources.SOURCES, "dir", boom)
     assert_same(fetch_mnist(cache, None, expected=expected, sources=("dir",)), mnist)
     assert cache.stat().st_mtime_ns == before
 
@@ -211,7 +210,7 @@ def test_torchvision_source_downloads_and_verifies(tmp_path, synthetic_mnist_dir
         raw = src.read_bytes()
         dest.write_bytes(raw if raw[:2] == b"\x1f\x8b" else gzip.compress(raw))
 
-    monkeypatch.setattr(data, "_download", fake_download)
+    monkeypatch.setattr(mnist_sources, "_download", fake_download)
     mnist = fetch_mnist(tmp_path / "m.pt", expected=expected, sources=("torchvision",))
     assert mnist.sha256 == data.combined_sha256(expected)
 

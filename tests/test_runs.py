@@ -11,7 +11,7 @@ from conftest import write_synthetic_dir
 
 from kdrepro import __version__
 from kdrepro.bias import SELECTED_BY, shift_logits
-from kdrepro.data import class_indices, fetch_mnist, load_mnist, validation_split
+from kdrepro.data import fetch_mnist, load_mnist
 from kdrepro.models import load_model
 from kdrepro.provenance import file_sha256
 from kdrepro.runs import (
@@ -24,6 +24,7 @@ from kdrepro.runs import (
 )
 from kdrepro.spec import spec_from_dict
 from kdrepro.train import error_summary, predict_logits
+from kdrepro.transfer import class_indices, validation_split
 
 TEACHER = {"role": "teacher", "hidden": [16, 16], "input_dropout": 0.2, "hidden_dropout": 0.5,
            "max_norm": 3.5, "jitter": 2, "epochs": 2, "batch_size": 50, "lr": 0.05,
