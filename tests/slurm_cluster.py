@@ -22,6 +22,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,6 +50,16 @@ def _which(name: str) -> str | None:
     # munged and the slurm daemons live in sbin, which a non-login PATH may lack.
     path = os.environ.get("PATH", "") + os.pathsep + "/usr/sbin" + os.pathsep + "/sbin"
     return shutil.which(name, path=path)
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the test process dies, should stop() never run (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _free_port() -> int:
@@ -84,6 +95,10 @@ class SlurmCluster:
         self.host = socket.gethostname().split(".")[0]
         self.conf = self.root / "slurm.conf"
         self.munge_socket = self.root / "munge" / "munge.socket"
+        self._short_dir: str | None = None
+        if len(str(self.munge_socket)) > 100:  # a Unix socket path has at most 107 bytes
+            self._short_dir = tempfile.mkdtemp(prefix="kdrepro-munge-")
+            self.munge_socket = Path(self._short_dir) / "munge.socket"
         self.bin = self.root / "bin"
         self.procs: dict[str, subprocess.Popen] = {}
 
@@ -163,11 +178,12 @@ class SlurmCluster:
     # -- lifecycle ---------------------------------------------------------
 
     def _spawn(self, name: str, args: list[str]) -> None:
-        log = open(self.root / "log" / f"{name}.out", "wb")  # noqa: SIM115 - closed with proc
+        log = open(self.root / "log" / f"{name}.out", "wb")
         try:
             proc = subprocess.Popen([_which(name) or name, *args], stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=self.env, cwd=self.root, start_new_session=True)
+                                    env=self.env, cwd=self.root, start_new_session=True,
+                                    preexec_fn=_die_with_parent)
         finally:
             log.close()
         self.procs[name] = proc
@@ -252,6 +268,8 @@ class SlurmCluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=5)
+        if self._short_dir:
+            shutil.rmtree(self._short_dir, ignore_errors=True)
 
     def __enter__(self) -> SlurmCluster:
         try:

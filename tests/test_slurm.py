@@ -159,7 +159,8 @@ rule fail:
 
 
 def test_failing_job_fails_the_run(cluster, tmp_path):
-    workdir = _project_copy(tmp_path)
+    workdir = tmp_path
+    shutil.copytree(ROOT / "profiles", workdir / "profiles")
     (workdir / "failing.smk").write_text(FAILING)
     before = set(_slurm_jobs(cluster))
     result = _snakemake(cluster, workdir, "--snakefile", "failing.smk",

@@ -55,8 +55,8 @@ def _expected_runs(config: dict, quick: dict) -> list[str]:
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory, real_mnist_dir):
     workdir = _project_copy(tmp_path_factory.mktemp("workflow"))
-    result = _snakemake(workdir, "--cores", "2", "--configfile", "config/quick.yaml",
-                        "--config", f"mnist_dir={real_mnist_dir}", "reports/report.html")
+    result = _snakemake(workdir, "reports/report.html", "--cores", "2", "--configfile",
+                        "config/quick.yaml", "--config", f"mnist_dir={real_mnist_dir}")
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir
 
@@ -76,8 +76,8 @@ def test_quick_overlay_produces_every_experiment(quick_run):
 
 
 def test_second_invocation_does_no_work(quick_run, real_mnist_dir):
-    result = _snakemake(quick_run, "-n", "--cores", "2", "--configfile", "config/quick.yaml",
-                        "--config", f"mnist_dir={real_mnist_dir}", "reports/report.html")
+    result = _snakemake(quick_run, "reports/report.html", "-n", "--cores", "2", "--configfile",
+                        "config/quick.yaml", "--config", f"mnist_dir={real_mnist_dir}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Nothing to be done" in result.stdout + result.stderr
 
@@ -90,13 +90,15 @@ def test_checkpoints_are_removed_after_success(quick_run):
 
 
 @pytest.mark.parametrize("override, key", [
-    ("distill={'temperature': 0}", "distill.temperature"),
-    ("tempreature=3", "tempreature"),
-    ("teacher={'optimizer': {'epochs': -1}}", "teacher.optimizer.epochs"),
+    ({"distill": {"temperature": 0}}, "distill.temperature"),
+    ({"tempreature": 3}, "tempreature"),
+    ({"teacher": {"optimizer": {"epochs": -1}}}, "teacher.optimizer.epochs"),
+    ({"omit": {"classes": [3, 11]}}, "omit.classes.1"),
 ])
 def test_bad_config_stops_before_any_job(tmp_path, override, key):
     workdir = _project_copy(tmp_path)
-    result = _snakemake(workdir, "--cores", "1", "--config", override, "reports/report.html")
+    (workdir / "bad.yaml").write_text(yaml.safe_dump(override))
+    result = _snakemake(workdir, "reports/report.html", "--cores", "1", "--configfile", "bad.yaml")
     assert result.returncode != 0
     assert f"'{key}'" in result.stderr
     assert not (workdir / "results").exists()
@@ -104,7 +106,7 @@ def test_bad_config_stops_before_any_job(tmp_path, override, key):
 
 def test_dry_run_lists_every_experiment(tmp_path):
     workdir = _project_copy(tmp_path)
-    result = _snakemake(workdir, "-n", "--quiet", "rules", "reports/report.html")
+    result = _snakemake(workdir, "reports/report.html", "-n", "--quiet", "rules")
     assert result.returncode == 0, result.stderr[-2000:]
     for rule in ("fetch_mnist", "train_teacher", "soft_targets", "train_baseline",
                  "train_distilled", "train_transfer", "bias_sweep", "collect", "report"):

@@ -20,8 +20,9 @@ rule train_transfer:
         run="{kind}/c{classes}/seed{seed}",
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=2500,
         runtime=60,
+        gpu=GPUS,
     log:
         "results/logs/train_{kind}/c{classes}/seed{seed}.log",
     benchmark:

@@ -10,6 +10,8 @@ except ConfigError as error:
     raise WorkflowError(f"bad configuration: {error}") from None
 
 DATA = "results/data/mnist.pt"
+# SLURM: training jobs ask for one GPU (sbatch --gpus=1) when device is cuda; 0 asks for none.
+GPUS = 1 if config["device"] == "cuda" else 0
 RUN_FILES = ("model.pt", "metrics.json", "manifest.json")
 
 

@@ -6,6 +6,9 @@ rule collect:
         experiment_targets(),
     output:
         "results/metrics.csv",
+    resources:
+        mem_mb=1500,
+        runtime=5,
     log:
         "results/logs/collect.log",
     shell:
@@ -20,6 +23,9 @@ rule report:
     output:
         html="reports/report.html",
         md="reports/report.md",
+    resources:
+        mem_mb=2000,
+        runtime=10,
     log:
         "results/logs/report.log",
     shell:

@@ -14,6 +14,7 @@ rule train_teacher:
     resources:
         mem_mb=3000,
         runtime=120,
+        gpu=GPUS,
     log:
         "results/logs/train_teacher/seed{seed}.log",
     benchmark:
@@ -50,8 +51,9 @@ rule train_baseline:
         run="baseline/h{width}/seed{seed}",
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=2500,
         runtime=60,
+        gpu=GPUS,
     log:
         "results/logs/train_baseline/h{width}/seed{seed}.log",
     benchmark:
@@ -72,8 +74,9 @@ rule train_distilled:
         run="distilled/h{width}/T{temp}/seed{seed}",
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=2500,
         runtime=60,
+        gpu=GPUS,
     log:
         "results/logs/train_distilled/h{width}/T{temp}/seed{seed}.log",
     benchmark:
