@@ -162,6 +162,8 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> MLP:
         raise ModelFileError(f"model file {path} does not exist")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(saved, dict) or not {"architecture", "state_dict"} <= saved.keys():
+            raise TypeError("not an {architecture, state_dict} mapping")
         model = MLP(**saved["architecture"])
         model.load_state_dict(saved["state_dict"])
     except Exception as exc:  # truncated, foreign or tampered files all land here
