@@ -82,8 +82,12 @@ def _set_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, epoch: int
 
 
 def make_optimizer(model: MLP, cfg: TrainConfig) -> torch.optim.SGD:
-    """SGD with momentum. The fused kernel reads and writes each tensor once per
-    step (foreach makes three passes) and gives the same bits on CPU."""
+    """SGD with momentum, fused: one pass over each tensor per step (foreach makes three).
+
+    Same update as foreach; on CPU the bits are equal too except in the last
+    few elements of tensors whose size is not a multiple of 16 (the output
+    bias, for one), which take a scalar path and may differ in the last bit.
+    """
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum_at(0),
                            weight_decay=cfg.weight_decay, fused=True)
 
@@ -156,8 +160,13 @@ def fit(model: MLP, images: torch.Tensor, targets: Sequence[torch.Tensor], loss_
 
 
 @torch.no_grad()
-def predict_logits(model: MLP, images: torch.Tensor, batch_size: int = 10_000) -> torch.Tensor:
-    """Logits of `model` (eval mode, no dropout) on uint8 images, in large batches."""
+def predict_logits(model: MLP, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Logits of `model` (eval mode, no dropout) on uint8 images, in large batches.
+
+    1000 rows keep a 1200-unit layer's activations (5 MB) in cache; 10,000-row
+    batches were ~20% slower on CPU. Rows are independent: with MKL the logits
+    came out bit-identical for both batch sizes.
+    """
     was_training = model.training
     model.eval()
     out = [model(normalize(chunk)) for chunk in images.split(batch_size)]

@@ -1,0 +1,244 @@
+"""Training speed of kdrepro on this machine (issue 6), in five parts, one run.
+
+    python benchmarks/train_speed.py [--quick] [--wait-quiet S] [--out FILE.json]
+
+1. peak float32 matmul GFLOP/s; the teacher's and student's roofline s/epoch;
+2. a teacher epoch (dropout + jitter + max-norm) with kdrepro's own training
+   code, and its fraction of the roofline;
+3. the same epoch in the 2020 reference style (benchmarks/reference_style.py);
+4. a distillation epoch from cached teacher logits, from a live teacher
+   forward per batch, and a plain hard-label epoch of the same student;
+5. two `kdrepro train --threads 1` jobs side by side vs in series.
+
+The networks and optimiser settings are read from the workflow's config, so
+the timed maths is what the experiments train. Epochs are timed on a slice
+of the training set (without --quick: all of it, 20,000 rows for the slow
+reference style) and scaled to 60,000 rows; every time is the best of a few
+repeats, and each part records how busy other processes kept the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, run as a script
+
+import jobs  # noqa: E402
+import load  # noqa: E402
+import phases  # noqa: E402
+import reference_style as ref  # noqa: E402
+import roofline  # noqa: E402
+import summary  # noqa: E402
+
+from kdrepro.data import load_mnist, normalize  # noqa: E402
+from kdrepro.losses import distillation_loss, hard_label_loss, soft_targets  # noqa: E402
+from kdrepro.models import MLP  # noqa: E402
+from kdrepro.train import BatchSource, TrainConfig, make_optimizer, predict_logits  # noqa: E402
+from kdrepro.train import train_epoch as kd_train_epoch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+N_TRAIN = 60_000
+SEED = 1
+
+
+def load_setup(config: Path) -> dict:
+    """Teacher, student and distillation settings from the workflow config."""
+    cfg = yaml.safe_load(config.read_text(encoding="utf-8"))
+    teacher, student = cfg["teacher"], cfg["student"]
+    opt_keys = ("batch_size", "lr", "lr_decay", "momentum_start", "momentum_end",
+                "momentum_ramp_epochs", "weight_decay")
+    return {
+        "teacher": {"hidden": tuple(teacher["hidden"]), "input_dropout": teacher["input_dropout"],
+                    "hidden_dropout": teacher["hidden_dropout"], "max_norm": teacher["max_norm"],
+                    "train": TrainConfig(jitter=teacher["jitter"], **{
+                        k: teacher["optimizer"][k] for k in opt_keys})},
+        "student": {"hidden": (student["width"],) * 2,
+                    "train": TrainConfig(**{k: student["optimizer"][k] for k in opt_keys}),
+                    "optimizer_spec": {k: student["optimizer"][k] for k in opt_keys}},
+        "temperature": cfg["distill"]["temperature"],
+        "hard_weight": cfg["distill"].get("hard_weight") or 0.0,
+    }
+
+
+def best_epoch_seconds(make_run, rows: int, repeats: int) -> float:
+    """Best time of `make_run()()` over `repeats`, scaled from `rows` to 60,000 rows.
+
+    `make_run` builds fresh state (model, optimiser) and returns the epoch to
+    time, so set-up cost stays out of the figure.
+    """
+    best = float("inf")
+    for _ in range(repeats):
+        run = make_run()
+        tic = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - tic)
+    return best * N_TRAIN / rows
+
+
+def kd_state(net: dict, images, targets, loss_fn, warm_rows: int = 500):
+    """Fresh (model, optimiser, batches) as kdrepro.train.fit builds them, warmed up."""
+    torch.manual_seed(SEED)
+    model = MLP(net["hidden"], net.get("input_dropout", 0.0), net.get("hidden_dropout", 0.0),
+                net.get("max_norm"))
+    model.generator = torch.Generator().manual_seed(SEED)
+    cfg = net["train"]
+    optimizer = make_optimizer(model, cfg)
+    batches = BatchSource(images, cfg.jitter)
+    warm = [t[:warm_rows] for t in targets]  # first-touch allocations, MKL set-up
+    kd_train_epoch(model, optimizer, batches, warm, loss_fn, cfg.batch_size, model.generator)
+    return model, optimizer, batches
+
+
+def kd_epoch(net: dict, images, targets, loss_fn):
+    """A `make_run` for best_epoch_seconds: kdrepro's own train_epoch."""
+    def make_run():
+        model, optimizer, batches = kd_state(net, images, targets, loss_fn)
+        return lambda: kd_train_epoch(model, optimizer, batches, targets, loss_fn,
+                                      net["train"].batch_size, model.generator)
+    return make_run
+
+
+def part_teacher(setup, mnist, rows: int, repeats: int) -> dict:
+    teacher = setup["teacher"]
+    images, labels = mnist.train_images[:rows], mnist.train_labels[:rows]
+    seconds = best_epoch_seconds(kd_epoch(teacher, images, [labels], hard_label_loss),
+                                 rows, repeats)
+    model, optimizer, batches = kd_state(teacher, images, [labels], hard_label_loss)
+    step_ms = phases.step_phases(model, optimizer, batches, [labels[:3000]], hard_label_loss,
+                                 teacher["train"].batch_size, model.generator)
+    tic = time.perf_counter()
+    predict_logits(model, mnist.test_images)
+    return {"epoch_s": seconds, "rows_timed": rows, "step_phases_ms": step_ms,
+            "eval_10k_s": time.perf_counter() - tic}
+
+
+def part_reference(setup, mnist, rows: int, repeats: int) -> dict:
+    teacher = setup["teacher"]
+    cfg = teacher["train"]
+
+    def make_run():
+        torch.manual_seed(SEED)
+        model = ref.make_mlp(teacher["hidden"], teacher["input_dropout"],
+                             teacher["hidden_dropout"])
+        loader = ref.make_loader(mnist.train_images[:rows], mnist.train_labels[:rows],
+                                 cfg.jitter, SEED, cfg.batch_size)
+        opt = ref.make_optimizer(model, cfg.lr, cfg.momentum_at(0))
+        warm = ref.make_loader(mnist.train_images[:300], mnist.train_labels[:300], cfg.jitter, SEED)
+        ref.train_epoch(model, warm, opt, teacher["max_norm"])
+        return lambda: ref.train_epoch(model, loader, opt, teacher["max_norm"])
+    return {"epoch_s": best_epoch_seconds(make_run, rows, repeats), "rows_timed": rows}
+
+
+def part_distill(setup, mnist, rows: int, repeats: int) -> dict:
+    """Cached-logit vs live-teacher distillation vs hard labels, one student."""
+    student, temp, weight = setup["student"], setup["temperature"], setup["hard_weight"]
+    images, labels = mnist.train_images[:rows], mnist.train_labels[:rows]
+    teacher = MLP(setup["teacher"]["hidden"]).eval()  # untrained: same cost as trained
+    tic = time.perf_counter()
+    probs = soft_targets(predict_logits(teacher, images), temp)
+    cache_s = (time.perf_counter() - tic) * N_TRAIN / rows
+
+    def cached(out, target_probs, target_labels):
+        return distillation_loss(out, target_probs, target_labels, temp, weight)
+
+    def live(out, inputs, target_labels):
+        with torch.no_grad():
+            live_probs = soft_targets(teacher(inputs), temp)
+        return distillation_loss(out, live_probs, target_labels, temp, weight)
+
+    result = {"rows_timed": rows, "soft_target_cache_s": cache_s}
+    variants = {"cached_s": ([probs, labels], cached), "live_teacher_s": (
+        [normalize(images), labels], live), "plain_s": ([labels], hard_label_loss)}
+    for _ in range(repeats):  # interleaved, so outside load hits all three alike
+        for name, (targets, loss_fn) in variants.items():
+            seconds = best_epoch_seconds(kd_epoch(student, images, targets, loss_fn), rows, 1)
+            result[name] = min(result.get(name, float("inf")), seconds)
+    result["cached_over_plain"] = result["cached_s"] / result["plain_s"]
+    result["live_over_cached"] = result["live_teacher_s"] / result["cached_s"]
+    return result
+
+
+def part_jobs(setup, data: Path, quick: bool) -> dict:
+    fraction, repeats = (0.1, 1) if quick else (1.0, 2)
+    specs = [jobs.job_spec(setup["student"], 300, seed, 1, fraction) for seed in (1, 2)]
+    return jobs.side_by_side(specs, data, repeats)
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+            "python": platform.python_version(), "host": platform.node(),
+            "mkl": torch.backends.mkl.is_available()}
+
+
+def run(args) -> dict:
+    torch.set_num_threads(args.threads)
+    setup = load_setup(args.config)
+    mnist = load_mnist(args.data)
+    quick = args.quick
+    meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": quick,
+            "threads": args.threads, "load_before": os.getloadavg(), **machine()}
+    nets = {"teacher": setup["teacher"]["hidden"], "student": setup["student"]["hidden"]}
+    steps = [("peak", lambda: roofline.measure_peak(nets, quick)),
+             ("teacher", lambda: part_teacher(setup, mnist, 3000 if quick else N_TRAIN,
+                                              2 if quick else 3)),
+             ("reference", lambda: part_reference(setup, mnist, 2000 if quick else 20_000, 2)),
+             ("distill", lambda: part_distill(setup, mnist, 6000 if quick else N_TRAIN,
+                                              4 if quick else 3)),
+             ("jobs", lambda: part_jobs(setup, args.data, quick))]
+    results: dict = {"meta": meta}
+    for name, step in steps:
+        if name in args.skip:
+            continue
+        waited = load.wait_quiet(args.wait_quiet)
+        with load.OutsideLoad() as outside:
+            results[name] = step()
+        results[name].update(outside_load_cores=outside.cores, waited_for_quiet_s=waited)
+        print(f"  [{name} done; other processes used {outside.cores or 0:.2f} cores]",
+              file=sys.stderr)
+    if "peak" in results:
+        results["roofline"] = roofline.roofline(nets, results["peak"])
+    meta["load_after"] = os.getloadavg()
+    results["targets"] = summary.targets(results)
+    return results
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small slices; under a minute")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/out/train_speed.json")
+    parser.add_argument("--data", type=Path, default=ROOT / "data/mnist.pt")
+    parser.add_argument("--config", type=Path, default=ROOT / "config/config.yaml")
+    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
+                        help="before each part, wait up to S s for other processes to go quiet")
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["peak", "teacher", "reference", "distill", "jobs"])
+    args = parser.parse_args(argv)
+    tic = time.perf_counter()
+    results = run(args)
+    results["meta"]["wall_s"] = time.perf_counter() - tic
+    summary.write_json(args.out, results)
+    print(summary.table(results))
+    print(f"figures -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
