@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import math
 from collections import Counter
 from pathlib import Path
@@ -234,6 +235,23 @@ def keep78_view(records: list[RunRecord]) -> dict:
     return view
 
 
+SPEED_FILE = Path("speed") / "train_speed.json"
+
+
+def speed_view(results_dir: Path) -> dict | None:
+    """The training-speed benchmark's targets, when its rule has run (appendix)."""
+    path = Path(results_dir) / SPEED_FILE
+    if not path.is_file():
+        return None
+    figures = json.loads(path.read_text(encoding="utf-8"))
+    rows = [{"target": t["target"], "value": t["value"], "threshold": t["threshold"],
+             "op": t["op"], "passed": t["passed"], "tainted": bool(t.get("tainted_by"))}
+            for t in figures.get("targets", {}).values()]
+    meta = figures.get("meta", {})
+    return {"file": str(path), "rows": rows, "date": meta.get("date"),
+            "cpu": meta.get("cpu"), "quick": meta.get("quick"), "threads": meta.get("threads")}
+
+
 def build_view(results_dir: Path, data_path: Path | None = None) -> dict:
     """Everything the templates show, read from ``results_dir`` and ``paper.yaml``."""
     records = load_runs(results_dir)
@@ -263,7 +281,7 @@ def build_view(results_dir: Path, data_path: Path | None = None) -> dict:
         "omit3": omit3, "keep78": keep78,
         "register": assumption_register(records, facts),
         "provenance": provenance(records, benchmarks_frame(results_dir)),
-        "figures": figures, "captions": FIGURE_CAPTIONS,
+        "figures": figures, "captions": FIGURE_CAPTIONS, "speed": speed_view(results_dir),
     }
 
 

@@ -218,3 +218,29 @@ def test_measure_cells_render_in_both_formats():
         template = env.from_string(
             f'{{% import "{macros}" as f %}}{{{{ f.measure(m) }}}} {{{{ f.interval(m) }}}}')
         assert template.render(m=m) == "73.0 ± 4.2 [61.7, 85.8]"
+
+
+SPEED = {"meta": {"date": "2026-11-29T10:33:00+00:00", "cpu": "Test CPU", "quick": True,
+                  "threads": 2},
+         "targets": {"reference_speedup": {
+             "target": "teacher epoch >= 2.5x faster than reference style", "op": ">=",
+             "threshold": 2.5, "value": 4.52, "passed": True, "tainted_by": []},
+             "teacher_roofline_fraction": {
+             "target": "teacher epoch >= 60% of the <matmul> roofline", "op": ">=",
+             "threshold": 0.6, "value": 0.36, "passed": False, "tainted_by": ["teacher"]}}}
+
+
+def test_speed_appendix_only_when_the_benchmark_ran(tmp_path):
+    results = write_fake_results(tmp_path / "results", partial=True)
+    render.render_report(results, TEMPLATES, tmp_path / "without")
+    assert "training speed" not in (tmp_path / "without" / "report.html").read_text()
+    (results / "speed").mkdir()
+    (results / "speed" / "train_speed.json").write_text(json.dumps(SPEED))
+    render.render_report(results, TEMPLATES, tmp_path / "with")
+    html = (tmp_path / "with" / "report.html").read_text()
+    md = (tmp_path / "with" / "report.md").read_text()
+    for text in (html, md):
+        assert "Appendix: training speed" in text and "4.52" in text and "0.36" in text
+        assert "(machine was busy)" in text
+    assert "&lt;matmul&gt;" in html and "<matmul>" not in html
+    assert "| teacher epoch &gt;= 2.5x faster than reference style | 4.52 | &gt;= 2.50 | yes |" in md

@@ -31,3 +31,19 @@ rule report:
     shell:
         "kdrepro report --results results --templates templates --out-dir reports"
         " --data {input.data}" + LOG
+
+
+# Opt-in (not part of `all`): the training-speed benchmark of benchmarks/README.md.
+# Run it alone, e.g. `snakemake --cores 2 results/speed/train_speed.json`, then
+# re-render the report: its figures appear in an appendix. Jobs running beside
+# it would slow it down, so it takes every core it is given.
+rule speed_benchmark:
+    input:
+        data=DATA,
+    output:
+        "results/speed/train_speed.json",
+    threads: workflow.cores
+    log:
+        "results/logs/speed_benchmark.log",
+    shell:
+        "python benchmarks/train_speed.py --quick --data {input.data} --out {output}" + LOG
