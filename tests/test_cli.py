@@ -182,8 +182,12 @@ def assert_untouched(out: Path) -> None:
     (json.dumps({**BASELINE, "device": "gpu"}), ["'device'", "gpu"]),
     (json.dumps({**BASELINE, "temperature": 20}), ["'temperature'"]),
     (json.dumps({**BASELINE, "role": "distilled", "temperature": 20}), ["--soft-targets"]),
+    (json.dumps({**BASELINE, "role": "distilled", "temperature": 0}), ["'temperature'", "0"]),
+    (json.dumps({**BASELINE, "role": "distilled", "temperature": -2.5}), ["'temperature'", "-2.5"]),
+    (json.dumps({**BASELINE, "role": "omit", "temperature": 20, "omit": list(range(10))}),
+     ["empty transfer set"]),
 ], ids=["bad-json", "not-a-mapping", "unknown-key", "bad-lr", "bad-device",
-        "baseline-with-T", "distilled-without-targets"])
+        "baseline-with-T", "distilled-without-targets", "T-zero", "T-negative", "omit-all"])
 def test_train_bad_spec(cache, out_dir, spec, needles):
     result = invoke("train", "--spec", spec, "--data", cache, "--out-dir", out_dir)
     assert_one_error_line(result, *needles)
