@@ -36,13 +36,14 @@ rule report:
 # Opt-in (not part of `all`): the training-speed benchmark of benchmarks/README.md.
 # Run it alone, e.g. `snakemake --cores 2 results/speed/train_speed.json`, then
 # re-render the report: its figures appear in an appendix. Jobs running beside
-# it would slow it down, so it takes every core it is given.
+# it would slow it down: run it on its own. (Not `workflow.cores`: executors
+# such as SLURM run without --cores.)
 rule speed_benchmark:
     input:
         data=DATA,
     output:
         "results/speed/train_speed.json",
-    threads: workflow.cores
+    threads: 2
     log:
         "results/logs/speed_benchmark.log",
     shell:
