@@ -45,6 +45,8 @@ def load_soft_targets(path: Path, teacher_path: Path, mnist: MNIST) -> torch.Ten
     path, teacher_path = Path(path), Path(teacher_path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or not isinstance(payload.get("logits"), torch.Tensor):
+            raise TypeError("not a mapping with a 'logits' tensor")
         logits = payload["logits"]
     except Exception as exc:  # never relay torch's weights_only=False advice
         raise SoftTargetError(f"{path} is not a soft-target file written by `kdrepro "
