@@ -6,13 +6,12 @@ those of an incomplete job) and is removed once the run has finished.
 
 from __future__ import annotations
 
-import io
 import logging
 from pathlib import Path
 
 import torch
 
-from kdrepro.io import atomic_write_bytes
+from kdrepro.io import torch_save_atomic
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +40,7 @@ class FileCheckpoint:
 
     def save(self, state: dict) -> None:
         """Write `state` atomically, so a kill mid-write keeps the previous one."""
-        buffer = io.BytesIO()
-        torch.save({**state, "fingerprint": self.fingerprint}, buffer)
-        atomic_write_bytes(self.path, buffer.getvalue())
+        torch_save_atomic(self.path, {**state, "fingerprint": self.fingerprint})
 
     def remove(self) -> None:
         """Delete the checkpoint once the run's outputs are written."""

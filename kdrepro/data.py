@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import math
 import struct
 import tempfile
@@ -201,14 +200,12 @@ def load_mnist(cache: Path, *, verify: bool = True) -> MNIST:
 
 def _write_cache(cache: Path, mnist: MNIST, hashes: dict[str, str]) -> None:
     """Write the cache atomically (temp file in the same folder, then rename)."""
-    from kdrepro.io import atomic_write_bytes
+    from kdrepro.io import torch_save_atomic
 
     payload = {key: getattr(mnist, key) for key in MNIST_FILES}
     payload.update(format=CACHE_FORMAT, raw_sha256=dict(hashes), sha256=mnist.sha256)
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
     try:
-        atomic_write_bytes(cache, buffer.getvalue())
+        torch_save_atomic(cache, payload)
     except OSError as exc:
         raise DataError(f"cannot write the MNIST cache {cache}: {_one_line(exc)}") from exc
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -29,19 +30,23 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
         raise
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Text variant of `atomic_write_bytes` (UTF-8)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def write_atomic(path: Path, data: bytes | str) -> None:
-    """Bytes or text, written atomically."""
+    """Bytes or text (UTF-8), written atomically."""
     atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
+
+
+def torch_save_atomic(path: Path, obj) -> None:
+    """`torch.save(obj)` to `path` atomically: a killed writer leaves the old file."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(Path(path), buffer.getvalue())
 
 
 def write_json(path: Path, obj) -> None:
     """Pretty, stable JSON written atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def read_json(path: Path):

@@ -7,7 +7,6 @@ unit's incoming weights, as in the dropout work the paper cites (Hinton et al.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Sequence
 
@@ -147,12 +146,10 @@ def _renorm_rows_cpu(weight: torch.Tensor, max_norm: float) -> None:
 
 def save_model(model: MLP, path: Path) -> None:
     """Write {architecture, state_dict} atomically (temp file + rename)."""
-    from kdrepro.io import atomic_write_bytes
+    from kdrepro.io import torch_save_atomic
 
-    buffer = io.BytesIO()
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"architecture": model.architecture(), "state_dict": state}, buffer)
-    atomic_write_bytes(Path(path), buffer.getvalue())
+    torch_save_atomic(path, {"architecture": model.architecture(), "state_dict": state})
 
 
 def load_model(path: Path, device: str | torch.device = "cpu") -> MLP:

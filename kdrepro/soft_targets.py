@@ -8,13 +8,12 @@ recomputes a few rows with the live teacher before a student trains.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import torch
 
 from kdrepro.data import MNIST
-from kdrepro.io import atomic_write_bytes
+from kdrepro.io import torch_save_atomic
 from kdrepro.models import MLP, load_model
 from kdrepro.provenance import file_sha256
 from kdrepro.train import predict_logits
@@ -35,9 +34,7 @@ def save_soft_targets(path: Path, logits: torch.Tensor, teacher_path: Path, mnis
     """Write the logits with the teacher's and the data's checksums, atomically."""
     payload = {"logits": logits.float().contiguous(), "teacher_sha256": file_sha256(teacher_path),
                "data_sha256": mnist.sha256}
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    atomic_write_bytes(Path(path), buffer.getvalue())
+    torch_save_atomic(path, payload)
 
 
 def load_soft_targets(path: Path, teacher_path: Path, mnist: MNIST) -> torch.Tensor:
