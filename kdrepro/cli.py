@@ -37,9 +37,9 @@ def _root(version: Annotated[Optional[bool], typer.Option(
 
 
 def _set_threads(threads: int) -> None:
-    import torch
+    from kdrepro.runtime import configure_cpu
 
-    torch.set_num_threads(threads)
+    configure_cpu(threads)
 
 
 def _parse_shift(items: list[str]) -> dict[int, float]:

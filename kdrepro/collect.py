@@ -250,7 +250,7 @@ def assumption_register(records: list[RunRecord], facts: dict) -> list[dict]:
         key = entry["key"]
         values = bias_shift_values(records) if key == "bias_shift" else spec_values(records, key)
         rows.append({"key": key, "setting": entry["setting"], "tag": entry["tag"],
-                     "tag_label": tags[entry["tag"]], "used": values})
+                     "tag_label": tags[entry["tag"]], "used": values, "why": entry.get("why", "")})
     return rows
 
 

@@ -52,4 +52,14 @@ def validate_config(config: dict, schema_path: Path) -> dict:
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError(_describe(errors[0]))
+    _check_grid_widths(config.get("temperature_grid", {}))
     return config
+
+
+def _check_grid_widths(grid: dict) -> None:
+    """A `per_width` entry must name a width the grid trains (a typo would be ignored)."""
+    widths = grid.get("widths", [])
+    for i, entry in enumerate(grid.get("per_width", [])):
+        if entry["width"] not in widths:
+            raise ConfigError(f"config key 'temperature_grid.per_width.{i}.width' = {entry['width']!r}"
+                              f" is invalid: expected one of temperature_grid.widths {widths}")

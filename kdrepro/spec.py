@@ -11,6 +11,7 @@ from kdrepro.train import TrainConfig
 
 ROLES = ("teacher", "baseline", "distilled", "omit", "keep")
 DISTILLED_ROLES = ("distilled", "omit", "keep")
+LR_SCHEDULES = ("geometric", "cosine")
 
 
 class SpecError(ValueError):
@@ -65,6 +66,7 @@ _RULES = [
     ("batch_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     ("lr", lambda v: v > 0, "a number > 0"),
     ("lr_decay", lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    ("lr_schedule", lambda v: v in LR_SCHEDULES, f"one of {', '.join(LR_SCHEDULES)}"),
     ("momentum_start", lambda v: 0 <= v < 1, "a number in [0, 1)"),
     ("momentum_end", lambda v: 0 <= v < 1, "a number in [0, 1)"),
     ("momentum_ramp_epochs", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),

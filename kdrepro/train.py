@@ -44,6 +44,7 @@ class TrainConfig:
     batch_size: int = 100
     lr: float = 0.1
     lr_decay: float = 1.0
+    lr_schedule: str = "geometric"
     momentum_start: float = 0.5
     momentum_end: float = 0.9
     momentum_ramp_epochs: int = 0
@@ -51,7 +52,15 @@ class TrainConfig:
     jitter: int = 0
 
     def lr_at(self, epoch: int) -> float:
-        """Learning rate of 0-based `epoch`: lr * lr_decay**epoch."""
+        """Learning rate of 0-based `epoch`.
+
+        geometric: lr * lr_decay**epoch (Hinton et al. 2012, the dropout work
+        section 3 cites). cosine: lr * (1 + cos(pi * epoch / epochs)) / 2, which
+        holds the rate high for longer and anneals to ~0 by the last epoch, so a
+        short CPU budget ends converged; lr_decay is then unused.
+        """
+        if self.lr_schedule == "cosine":
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / self.epochs))
         return self.lr * self.lr_decay**epoch
 
     def momentum_at(self, epoch: int) -> float:

@@ -130,6 +130,7 @@ def test_assumption_register_tags_every_setting(records):
     assert by_key["jitter"]["tag_label"] == "stated in the paper"
     assert by_key["hidden_dropout"]["tag"] == "cited"
     assert by_key["batch_size"]["tag_label"] == "assumed here"
+    assert all(r["why"].strip() for r in register), "every setting says why this value"
     assert "+3.5" in by_key["bias_shift"]["used"] and "-7.6" in by_key["bias_shift"]["used"]
 
 

@@ -110,6 +110,7 @@ BAD_VALUES = [
     (BASELINE, "batch_size", 0),
     (BASELINE, "lr_decay", 0),
     (BASELINE, "lr_decay", 1.5),
+    (BASELINE, "lr_schedule", "linear"),
     (BASELINE, "momentum_start", 1.0),
     (BASELINE, "momentum_end", -0.5),
     (BASELINE, "momentum_ramp_epochs", -1),

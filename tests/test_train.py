@@ -70,6 +70,15 @@ def test_lr_decays_geometrically_and_momentum_ramps_linearly():
     assert TrainConfig(momentum_ramp_epochs=0, momentum_end=0.95).momentum_at(0) == 0.95
 
 
+def test_cosine_schedule_starts_at_lr_halves_midway_and_anneals_to_near_zero():
+    cfg = TrainConfig(epochs=4, lr=0.2, lr_decay=0.5, lr_schedule="cosine")
+    # lr_decay is ignored: (1 + cos(pi * e / 4)) / 2 for e = 0..3
+    assert [cfg.lr_at(e) for e in range(4)] == pytest.approx(
+        [0.2, 0.2 * 0.8535534, 0.1, 0.2 * 0.1464466])
+    long = TrainConfig(epochs=100, lr=1.0, lr_schedule="cosine")
+    assert long.lr_at(99) < 1e-3 < long.lr_at(90)
+
+
 def test_history_has_one_record_per_epoch_with_the_schedule():
     images, labels = toy_data(60)
     cfg = TrainConfig(epochs=5, batch_size=20, lr=0.1, lr_decay=0.8, momentum_start=0.5,

@@ -46,8 +46,11 @@ def _expected_runs(config: dict, quick: dict) -> list[str]:
     runs = [f"teacher/seed{s}" for s in config["teacher"]["seeds"]]
     runs += [f"baseline/h{width}/seed{s}" for s in seeds]
     runs += [f"distilled/h{width}/T{t}/seed{s}" for s in seeds]
-    runs += [f"distilled/h{w}/T{float(x):g}/seed{s}" for w in grid["widths"]
-             for x in grid["temperatures"] for s in grid["seeds"]]
+    per_width = {e["width"]: e for e in grid.get("per_width", [])}
+    for w in grid["widths"]:
+        cell = {**grid, **per_width.get(w, {})}
+        runs += [f"distilled/h{w}/T{float(x):g}/seed{s}"
+                 for x in cell["temperatures"] for s in cell["seeds"]]
     runs += [f"omit/c3/seed{s}" for s in seeds] + [f"keep/c78/seed{s}" for s in seeds]
     return runs
 
@@ -94,6 +97,8 @@ def test_checkpoints_are_removed_after_success(quick_run):
     ({"tempreature": 3}, "tempreature"),
     ({"teacher": {"optimizer": {"epochs": -1}}}, "teacher.optimizer.epochs"),
     ({"omit": {"classes": [3, 11]}}, "omit.classes.1"),
+    ({"temperature_grid": {"per_width": [{"width": 64, "temperatures": [2]}]}},
+     "temperature_grid.per_width.0.width"),
 ])
 def test_bad_config_stops_before_any_job(tmp_path, override, key):
     workdir = _project_copy(tmp_path)

@@ -73,9 +73,23 @@ DISTIL = " --soft-targets {input.soft_targets} --teacher {input.teacher}"
 LOG = " > {log} 2>&1"
 
 
+def by_width(wc):
+    """Scheduling priority: wider (slower) students first, so the last job to
+    finish under --cores 2 is a short one and no core idles at the end."""
+    return 2 if int(wc.width) >= 800 else 1 if int(wc.width) >= 300 else 0
+
+
 TEACHER_SEED = config["teacher"]["seeds"][0]
 TEACHER = f"results/teacher/seed{TEACHER_SEED}"
 SOFT_TARGETS = f"{TEACHER}/soft_targets.pt"
+
+
+def grid_cells(width):
+    """(temperature, seed) pairs of one grid width: its `per_width` entry, else the grid's lists."""
+    grid = config["temperature_grid"]
+    entry = next((e for e in grid["per_width"] if e["width"] == width), {})
+    temps, seeds = entry.get("temperatures", grid["temperatures"]), entry.get("seeds", grid["seeds"])
+    return [(t, s) for t in temps for s in seeds]
 
 
 def experiment_dirs():
@@ -86,7 +100,7 @@ def experiment_dirs():
     dirs += [f"results/baseline/h{width}/seed{s}" for s in seeds]
     dirs += [f"results/distilled/h{width}/T{temp}/seed{s}" for s in seeds]
     dirs += [f"results/distilled/h{w}/T{temp_tag(t)}/seed{s}"
-             for w in grid["widths"] for t in grid["temperatures"] for s in grid["seeds"]]
+             for w in grid["widths"] for t, s in grid_cells(w)]
     for kind in ("omit", "keep"):
         dirs += [f"results/{kind}/c{class_tag(config[kind]['classes'])}/seed{s}" for s in seeds]
     return list(dict.fromkeys(dirs))  # the distilled run is also a grid cell: train it once

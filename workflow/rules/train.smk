@@ -50,6 +50,7 @@ rule train_baseline:
         spec=lambda wc: student_spec("baseline", wc.width, wc.seed),
         run="baseline/h{width}/seed{seed}",
     threads: 1
+    priority: by_width
     resources:
         mem_mb=2500,
         runtime=60,
@@ -73,6 +74,7 @@ rule train_distilled:
         spec=lambda wc: student_spec("distilled", wc.width, wc.seed, float(wc.temp)),
         run="distilled/h{width}/T{temp}/seed{seed}",
     threads: 1
+    priority: by_width
     resources:
         mem_mb=2500,
         runtime=60,
