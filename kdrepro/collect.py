@@ -12,6 +12,7 @@ import csv
 import json
 import math
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -172,8 +173,9 @@ def read_benchmark(path: Path) -> dict:
 
 
 def benchmark_run(rule: str, job: str) -> str:
-    """The run a benchmark belongs to: ``train_{role}/{rest}`` is run ``{role}/{rest}``."""
-    return f"{rule.removeprefix('train_')}/{job}" if rule.startswith("train_") else job
+    """The run a benchmark belongs to: ``train_{role}/{rest}`` is run ``{role}/{rest}``;
+    other rules' jobs (soft targets, bias sweeps) are named ``{rule}/{job}``, no run's."""
+    return f"{rule.removeprefix('train_')}/{job}" if rule.startswith("train_") else f"{rule}/{job}"
 
 
 def benchmarks_frame(results_dir: Path) -> pd.DataFrame:
@@ -272,6 +274,20 @@ def rule_runtimes(bench: pd.DataFrame) -> list[dict]:
     return [{"rule": rule, **row} for rule, row in grouped.to_dict("index").items()]
 
 
+def run_span_seconds(manifests: list[dict]) -> float | None:
+    """Wall clock from the first run's start to the last run's end (parallel jobs overlap)."""
+    spans = []
+    for manifest in manifests:
+        try:
+            start = datetime.fromisoformat(manifest["started"]).timestamp()
+            spans.append((start, start + float(manifest["wall_seconds"])))
+        except (KeyError, TypeError, ValueError):
+            continue
+    if not spans:
+        return None
+    return max(end for _, end in spans) - min(start for start, _ in spans)
+
+
 def provenance(records: list[RunRecord], bench: pd.DataFrame) -> dict:
     """Commits, data digests, devices, versions, the spec of each role, and runtimes."""
     manifests = [r.manifest for r in records if r.manifest]
@@ -300,4 +316,5 @@ def provenance(records: list[RunRecord], bench: pd.DataFrame) -> dict:
                       for role, spec in specs.items()}, "spec_keys": spec_keys,
             "runs": runs, "rules": rule_runtimes(bench),
             "benchmark_seconds": float(bench["seconds"].sum()) if not bench.empty else None,
+            "span_seconds": run_span_seconds(manifests),
             "train_seconds": sum(r["train_seconds"] or 0 for r in runs) or None}

@@ -13,6 +13,7 @@ from kdrepro.claims import paper_facts
 from kdrepro.collect import (
     ResultsError,
     assumption_register,
+    run_span_seconds,
     benchmarks_frame,
     collect_frame,
     find_metrics,
@@ -142,6 +143,15 @@ def test_provenance_summarises_manifests_and_rules(results, records):
     rules = {r["rule"]: r for r in prov["rules"]}
     assert rules["train_distilled"]["jobs"] == len(SEEDS) * len(WIDTHS) * len(TEMPERATURES)
     assert prov["benchmark_seconds"] == pytest.approx(sum(r["total"] for r in rules.values()))
+
+
+def test_run_span_is_first_start_to_last_end_with_overlaps():
+    manifests = [{"started": "2026-01-01T00:00:00+00:00", "wall_seconds": 100.0},
+                 {"started": "2026-01-01T00:00:30+00:00", "wall_seconds": 20.0},  # inside the first
+                 {"started": "2026-01-01T00:01:40+00:00", "wall_seconds": 60.5},
+                 {"started": "not a time", "wall_seconds": 5.0}, {}]
+    assert run_span_seconds(manifests) == pytest.approx(160.5)
+    assert run_span_seconds([{}]) is None
 
 
 def test_manifest_spec_follows_the_contract(records):

@@ -76,6 +76,8 @@ def test_quick_overlay_produces_every_experiment(quick_run):
         assert set(bias["protocols"]) == {"as_trained", "paper", "test_tuned", "validation"}
     assert (quick_run / "reports" / "report.html").stat().st_size > 0
     assert (quick_run / "reports" / "report.md").stat().st_size > 0
+    published = (quick_run / "reports" / "metrics.csv").read_text().splitlines()
+    assert len(published) == 1 + len(set(_expected_runs(config, quick)))  # header + a row per run
 
 
 def test_second_invocation_does_no_work(quick_run, real_mnist_dir):

@@ -53,6 +53,8 @@ rule bias_sweep:
         runtime=10,
     log:
         "results/logs/bias_sweep/{kind}/c{classes}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/bias_sweep/{kind}/c{classes}/seed{seed}.tsv"
     shell:
         "kdrepro bias --run-dir {params.run} --data {input.data} --out {output}"
         " --paper-shift {params.paper_shift} --shifts={params.shifts}"

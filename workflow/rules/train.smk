@@ -36,6 +36,8 @@ rule soft_targets:
         runtime=10,
     log:
         "results/logs/soft_targets/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/soft_targets/seed{seed}.tsv"
     shell:
         "kdrepro soft-targets --teacher {input.teacher} --data {input.data} --out {output}"
         " --threads {threads}" + LOG
