@@ -37,6 +37,8 @@ VERDICT_RULE = (
     "Temperatures, 30 units: reproduced when the best T lies in [2.5, 4] and the best T "
     "tried below 2.5 and above 4 both have pooled rates above its 95% interval; not "
     "reproduced when the best T lies outside [2.5, 4]; inconclusive otherwise.",
+    "Target: the default profile's acceptance bound on our mean (issue 5), stricter than "
+    "the verdict; met or missed is shown beside it.",
     "p: two-sided exact McNemar test of the distilled against the hard-label 800-800 "
     "student on the same test images, discordant images pooled over runs paired by seed.",
 )
@@ -77,6 +79,8 @@ class LedgerRow:
     reason: str = "no finished run yet"
     source: str = ""
     quote: str = ""
+    target: float | None = None  # the default profile's acceptance bound on our mean
+    target_met: bool | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -115,7 +119,19 @@ def _fact_row(key: str, claim: str, unit: str, measure: Measure | None, **kw) ->
                     measure=measure, seeds=measure.n if measure else 0, source=fact["source"],
                     quote=fact["quote"].strip(), **kw)
     row.verdict, row.reason = count_verdict(row.paper, measure)
+    row.target, row.target_met = target_check(fact.get("target"), row.protocol_id, measure)
     return row
+
+
+def target_check(target: dict | None, protocol_id: str,
+                 measure: Measure | None) -> tuple[float | None, bool | None]:
+    """(bound, met?) of the project's target for this claim (paper.yaml `target`), if any.
+
+    A target is stricter than the verdict: it bounds our mean, not the interval."""
+    if not target or protocol_id not in target.get("protocols", [protocol_id]):
+        return None, None
+    bound = float(target["max"])
+    return bound, (None if measure is None or measure.n == 0 else measure.mean <= bound)
 
 
 def errors_measure(runs: list[RunRecord], key: str) -> Measure | None:

@@ -174,3 +174,16 @@ def test_every_published_value_has_a_source_and_quote():
         assert fact["source"].startswith("Section 3"), key
         assert fact["quote"].strip(), key
     assert {a["tag"] for a in facts["assumptions"]} <= set(facts["assumption_tags"])
+
+
+def test_target_bounds_our_mean_only_for_its_protocols():
+    from kdrepro.claims import target_check
+    from kdrepro.stats import Measure
+
+    near = Measure.of([(76, 10000)], 10000)  # inside the paper's interval, above the target
+    assert target_check({"max": 70}, "", near) == (70.0, False)
+    assert target_check({"max": 80}, "", near) == (80.0, True)
+    assert target_check({"max": 120, "protocols": ["test_tuned"]}, "paper", near) == (None, None)
+    assert target_check({"max": 120, "protocols": ["test_tuned"]}, "test_tuned", near)[1] is True
+    assert target_check({"max": 70}, "", None) == (70.0, None)
+    assert target_check(None, "", near) == (None, None)
