@@ -42,7 +42,6 @@ import summary  # noqa: E402
 from kdrepro.data import load_mnist, normalize  # noqa: E402
 from kdrepro.losses import distillation_loss, hard_label_loss, soft_targets  # noqa: E402
 from kdrepro.models import MLP  # noqa: E402
-from kdrepro.runtime import configure_cpu  # noqa: E402
 from kdrepro.train import BatchSource, TrainConfig, make_optimizer, predict_logits  # noqa: E402
 from kdrepro.train import train_epoch as kd_train_epoch  # noqa: E402
 
@@ -189,7 +188,7 @@ def machine() -> dict:
 
 
 def run(args) -> dict:
-    configure_cpu(args.threads)  # as `kdrepro train` does; the reference style gets it too
+    torch.set_num_threads(args.threads)
     setup = load_setup(args.config)
     mnist = load_mnist(args.data)
     quick = args.quick

@@ -37,9 +37,9 @@ def _root(version: Annotated[Optional[bool], typer.Option(
 
 
 def _set_threads(threads: int) -> None:
-    from kdrepro.runtime import configure_cpu
+    import torch
 
-    configure_cpu(threads)
+    torch.set_num_threads(threads)
 
 
 def _parse_shift(items: list[str]) -> dict[int, float]:
