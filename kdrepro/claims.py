@@ -120,6 +120,8 @@ def _fact_row(key: str, claim: str, unit: str, measure: Measure | None, **kw) ->
                     quote=fact["quote"].strip(), **kw)
     row.verdict, row.reason = count_verdict(row.paper, measure)
     row.target, row.target_met = target_check(fact.get("target"), row.protocol_id, measure)
+    if row.target_met is False:  # the verdict column says so too (issue 5)
+        row.reason += f"; but the target (mean ≤ {row.target:g}) is missed"
     return row
 
 

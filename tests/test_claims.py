@@ -187,3 +187,14 @@ def test_target_bounds_our_mean_only_for_its_protocols():
     assert target_check({"max": 120, "protocols": ["test_tuned"]}, "test_tuned", near)[1] is True
     assert target_check({"max": 70}, "", None) == (70.0, None)
     assert target_check(None, "", near) == (None, None)
+
+
+def test_a_missed_target_is_named_in_the_verdict_reason():
+    from kdrepro.claims import _fact_row
+    from kdrepro.stats import Measure
+
+    row = _fact_row("teacher_errors", "Teacher", "errors", Measure.of([(76, 10000)], 10000))
+    assert row.verdict == "reproduced" and row.target_met is False
+    assert row.reason.endswith("but the target (mean ≤ 70) is missed")
+    met = _fact_row("teacher_errors", "Teacher", "errors", Measure.of([(65, 10000)], 10000))
+    assert "target" not in met.reason
