@@ -1,6 +1,6 @@
 """Where a training step's time goes: train_epoch's loop body with a clock per phase.
 
-Diagnostic only: the epoch figures come from kdrepro.train.train_epoch
+Diagnostic only: the epoch figures come from kdrepro.training.engine.train_epoch
 itself. Keep the phases below in step with that loop's body.
 """
 

@@ -21,8 +21,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from kdrepro.data import MEAN, STD
-from kdrepro.losses import distillation_loss, soft_targets
+from kdrepro.data.mnist import MEAN, STD
+from kdrepro.training.losses import distillation_loss, soft_targets
 
 
 class InMemoryMNIST(Dataset):

@@ -39,11 +39,11 @@ import reference_style as ref  # noqa: E402
 import roofline  # noqa: E402
 import summary  # noqa: E402
 
-from kdrepro.data import load_mnist, normalize  # noqa: E402
-from kdrepro.losses import distillation_loss, hard_label_loss, soft_targets  # noqa: E402
-from kdrepro.models import MLP  # noqa: E402
-from kdrepro.train import BatchSource, TrainConfig, make_optimizer, predict_logits  # noqa: E402
-from kdrepro.train import train_epoch as kd_train_epoch  # noqa: E402
+from kdrepro.data.mnist import load_mnist, normalize  # noqa: E402
+from kdrepro.training.engine import BatchSource, TrainConfig, make_optimizer, predict_logits  # noqa: E402
+from kdrepro.training.engine import train_epoch as kd_train_epoch  # noqa: E402
+from kdrepro.training.losses import distillation_loss, hard_label_loss, soft_targets  # noqa: E402
+from kdrepro.training.models import MLP  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN = 60_000
@@ -85,7 +85,7 @@ def best_epoch_seconds(make_run, rows: int, repeats: int) -> float:
 
 
 def kd_state(net: dict, images, targets, loss_fn, warm_rows: int = 500):
-    """Fresh (model, optimiser, batches) as kdrepro.train.fit builds them, warmed up."""
+    """Fresh (model, optimiser, batches) as kdrepro.training.engine.fit builds them, warmed up."""
     torch.manual_seed(SEED)
     model = MLP(net["hidden"], net.get("input_dropout", 0.0), net.get("hidden_dropout", 0.0),
                 net.get("max_norm"))

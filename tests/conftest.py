@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdrepro.data import MNIST, MNIST_FILES, fetch_mnist
+from kdrepro.data.fetch import fetch_mnist
+from kdrepro.data.mnist import MNIST, MNIST_FILES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO_ROOT.parent / "shared" / "datasets" / "mnist"

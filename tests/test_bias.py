@@ -1,4 +1,4 @@
-"""Tests of kdrepro.bias: shifting the output biases of classes a transfer set lacked."""
+"""Tests of kdrepro.training.bias: shifting the output biases of classes a transfer set lacked."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from kdrepro.bias import (
+from kdrepro.training.bias import (
     SELECTED_BY,
     best_shift,
     bias_experiment,
@@ -16,7 +16,7 @@ from kdrepro.bias import (
     shift_logits,
     sweep,
 )
-from kdrepro.train import error_summary
+from kdrepro.training.engine import error_summary
 
 PROTOCOL_KEYS = {"shift", "selected_by", "test_errors", "test_total", "errors_in_classes",
                  "class_total", "per_class_errors", "per_class_total", "confusion",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fake_results import write_fake_results
 
-from kdrepro.render import render_report
+from kdrepro.report.render import render_report
 
 pytestmark = pytest.mark.browser
 

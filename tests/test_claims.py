@@ -8,9 +8,9 @@ from fractions import Fraction
 import pytest
 from fake_results import write_fake_results
 
-from kdrepro import claims
-from kdrepro.collect import load_runs
-from kdrepro.stats import (
+from kdrepro.report import claims
+from kdrepro.report.collect import load_runs
+from kdrepro.report.stats import (
     Measure,
     binom_cdf,
     clopper_pearson,
@@ -177,8 +177,8 @@ def test_every_published_value_has_a_source_and_quote():
 
 
 def test_target_bounds_our_mean_only_for_its_protocols():
-    from kdrepro.claims import target_check
-    from kdrepro.stats import Measure
+    from kdrepro.report.claims import target_check
+    from kdrepro.report.stats import Measure
 
     near = Measure.of([(76, 10000)], 10000)  # inside the paper's interval, above the target
     assert target_check({"max": 70}, "", near) == (70.0, False)
@@ -190,8 +190,8 @@ def test_target_bounds_our_mean_only_for_its_protocols():
 
 
 def test_a_missed_target_is_named_in_the_verdict_reason():
-    from kdrepro.claims import _fact_row
-    from kdrepro.stats import Measure
+    from kdrepro.report.claims import _fact_row
+    from kdrepro.report.stats import Measure
 
     row = _fact_row("teacher_errors", "Teacher", "errors", Measure.of([(76, 10000)], 10000))
     assert row.verdict == "reproduced" and row.target_met is False

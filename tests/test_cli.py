@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from kdrepro import __version__
 from kdrepro.cli import app
-from kdrepro.models import load_model
-from kdrepro.train import predict_logits
+from kdrepro.training.engine import predict_logits
+from kdrepro.training.models import load_model
 
 runner = CliRunner()
 BASELINE = {"role": "baseline", "hidden": [8, 8], "epochs": 2, "batch_size": 50, "lr": 0.05}
@@ -141,7 +141,7 @@ def test_pipeline_teacher_soft_targets_omit_bias_evaluate(cache, tmp_path):
     metrics = json.loads(evaluated.read_text())
     assert metrics["bias_shift"] == {"3": 1.5, "0": -0.5}
     assert result.stdout.strip().endswith(f"{metrics['test_errors']} test errors -> {evaluated}")
-    from kdrepro.data import load_mnist
+    from kdrepro.data.mnist import load_mnist
 
     mnist = load_mnist(cache)
     logits = predict_logits(load_model(omit / "model.pt"), mnist.test_images)

@@ -13,7 +13,7 @@ import typer
 from fake_results import write_fake_results
 from typer.testing import CliRunner
 
-from kdrepro.cli_report import register
+from kdrepro.cli.report import register
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 runner = CliRunner()

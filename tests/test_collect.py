@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from fake_results import SEEDS, TEMPERATURES, WIDTHS, write_fake_results
 
-from kdrepro.claims import paper_facts
-from kdrepro.collect import (
+from kdrepro.report.claims import paper_facts
+from kdrepro.report.collect import (
     ResultsError,
     assumption_register,
     benchmarks_frame,
@@ -164,10 +164,10 @@ def test_manifest_spec_follows_the_contract(records):
 
 
 def test_reads_what_the_training_side_writes(synthetic_mnist, tmp_path):
-    """Contract check: tiny real runs (kdrepro.runs) on synthetic MNIST feed the ledger."""
-    runs = pytest.importorskip("kdrepro.runs")
-    from kdrepro.claims import ledger
-    from kdrepro.spec import spec_from_dict
+    """Contract check: tiny real runs (kdrepro.training.runs) on synthetic MNIST feed the ledger."""
+    runs = pytest.importorskip("kdrepro.training.runs")
+    from kdrepro.report.claims import ledger
+    from kdrepro.training.spec import spec_from_dict
 
     cache, _ = synthetic_mnist
     results = tmp_path / "results"

@@ -1,4 +1,4 @@
-"""Tests of kdrepro.data and the `kdrepro data fetch` command (CPU, no network)."""
+"""Tests of kdrepro.data.mnist and the `kdrepro data fetch` command (CPU, no network)."""
 
 from __future__ import annotations
 
@@ -15,21 +15,22 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from kdrepro import data, mnist_sources
-from kdrepro.cli_data import data_app
-from kdrepro.data import (
+from kdrepro.cli.data import data_app
+from kdrepro.data import mnist as data
+from kdrepro.data import sources as mnist_sources
+from kdrepro.data.fetch import fetch_mnist
+from kdrepro.data.mnist import (
     MEAN,
     MNIST_FILES,
     RAW_SHA256,
     STD,
     ChecksumError,
     DataError,
-    fetch_mnist,
     load_mnist,
     normalize,
     read_idx,
 )
-from kdrepro.transfer import class_indices, validation_split
+from kdrepro.data.transfer import class_indices, validation_split
 
 REAL_SHA256 = "c65580678af93f1ea48c2c0d01d543ec89307c6b8a0eb7ca542d7c18c5f4c681"
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]

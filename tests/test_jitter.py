@@ -1,4 +1,4 @@
-"""Tests of kdrepro.jitter: random translations by up to k pixels ("jittered", section 3)."""
+"""Tests of kdrepro.data.jitter: random translations by up to k pixels ("jittered", section 3)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 import torch
 
-from kdrepro.jitter import Jitter
+from kdrepro.data.jitter import Jitter
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -1,4 +1,4 @@
-"""Tests of kdrepro.losses: golden values and gradients of the distillation loss (section 2)."""
+"""Tests of kdrepro.training.losses: golden values and gradients of the distillation loss (section 2)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdrepro.losses import (
+from kdrepro.training.losses import (
     check_temperature,
     distillation_loss,
     hard_label_loss,

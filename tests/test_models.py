@@ -1,4 +1,4 @@
-"""Tests of kdrepro.models: the MLPs, the fast dropout masks, max-norm and model files."""
+"""Tests of kdrepro.training.models: the MLPs, the fast dropout masks, max-norm and model files."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import kdrepro
-from kdrepro.models import (
+from kdrepro.training.models import (
     IN_FEATURES,
     MLP,
     NUM_CLASSES,
@@ -394,9 +394,9 @@ def test_load_model_calls_torch_load_with_weights_only(tmp_path, monkeypatch):
 
 
 def test_every_torch_load_in_the_package_uses_weights_only_true():
-    """Static check over kdrepro/*.py: no torch.load without weights_only=True, no pickle.load."""
+    """Static check over kdrepro/**/*.py: no torch.load without weights_only=True, no pickle.load."""
     found = []
-    for source in sorted(PACKAGE_DIR.glob("*.py")):
+    for source in sorted(PACKAGE_DIR.rglob("*.py")):
         tree = ast.parse(source.read_text(encoding="utf-8"), filename=str(source))
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module == "torch":

@@ -8,8 +8,8 @@ import torch
 from fake_results import write_fake_results
 from matplotlib.figure import Figure
 
-from kdrepro import claims, plots
-from kdrepro.collect import load_runs
+from kdrepro.report import claims, plots
+from kdrepro.report.collect import load_runs
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import pytest
 import torch
 from fake_results import fake_test_labels, write_fake_results
 
-from kdrepro import render
-from kdrepro.stats import Measure
+from kdrepro.report import render
+from kdrepro.report.stats import Measure
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 SECTIONS = ("ledger", "students", "temperature", "omit3", "keep78", "training", "register",
@@ -197,9 +197,9 @@ def test_grid_of_wrong_threes_uses_the_mnist_cache(results, tmp_path, monkeypatc
     labels = torch.tensor(fake_test_labels())
     mnist = SimpleNamespace(test_images=torch.randint(0, 256, (len(labels), 28, 28),
                                                       dtype=torch.uint8), test_labels=labels)
-    import kdrepro.data
+    import kdrepro.data.mnist
 
-    monkeypatch.setattr(kdrepro.data, "load_mnist", lambda path, verify=True: mnist)
+    monkeypatch.setattr(kdrepro.data.mnist, "load_mnist", lambda path, verify=True: mnist)
     cache = tmp_path / "mnist.pt"
     cache.write_bytes(b"stand-in")
     view_figures = {}

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdrepro.data import fetch_mnist
+from kdrepro.data.fetch import fetch_mnist
 
 SPEC = {"role": "baseline", "hidden": [96, 96], "epochs": 4, "batch_size": 100, "lr": 0.05,
         "lr_decay": 0.9, "momentum_start": 0.5, "momentum_end": 0.9, "momentum_ramp_epochs": 2,

@@ -1,4 +1,4 @@
-"""Tests of kdrepro.runs: one experiment end to end on the synthetic MNIST (docs/results.md)."""
+"""Tests of kdrepro.training.runs: one experiment end to end on the synthetic MNIST (docs/results.md)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ import torch
 from conftest import write_synthetic_dir
 
 from kdrepro import __version__
-from kdrepro.bias import SELECTED_BY, shift_logits
-from kdrepro.data import fetch_mnist, load_mnist
-from kdrepro.models import load_model
+from kdrepro.data.fetch import fetch_mnist
+from kdrepro.data.mnist import load_mnist
+from kdrepro.data.transfer import class_indices, validation_split
 from kdrepro.provenance import file_sha256
-from kdrepro.runs import (
+from kdrepro.training.bias import SELECTED_BY, shift_logits
+from kdrepro.training.engine import error_summary, predict_logits
+from kdrepro.training.models import load_model
+from kdrepro.training.runs import (
     SCHEMA,
     bias_run,
     evaluate_run,
@@ -22,9 +25,7 @@ from kdrepro.runs import (
     train_run,
     transfer_indices,
 )
-from kdrepro.spec import spec_from_dict
-from kdrepro.train import error_summary, predict_logits
-from kdrepro.transfer import class_indices, validation_split
+from kdrepro.training.spec import spec_from_dict
 
 TEACHER = {"role": "teacher", "hidden": [16, 16], "input_dropout": 0.2, "hidden_dropout": 0.5,
            "max_norm": 3.5, "jitter": 2, "epochs": 2, "batch_size": 50, "lr": 0.05,
@@ -247,7 +248,7 @@ def test_distilled_run_with_another_teachers_targets(soft, cache, tmp_path):
     other = tmp_path / "other"
     train_run(spec_from_dict({**TEACHER, "seed": 4, "epochs": 1}), cache, other, label="t4")
     spec = {**STUDENT, "role": "distilled", "temperature": 4.0}
-    from kdrepro.soft_targets import SoftTargetError
+    from kdrepro.training.soft_targets import SoftTargetError
 
     with pytest.raises(SoftTargetError):
         train_run(spec_from_dict(spec), cache, tmp_path / "student", label="d",

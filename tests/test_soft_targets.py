@@ -1,4 +1,4 @@
-"""Tests of kdrepro.soft_targets: teacher logits stored once, checked before every use."""
+"""Tests of kdrepro.training.soft_targets: teacher logits stored once, checked before every use."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ import dataclasses
 import pytest
 import torch
 
-from kdrepro.models import MLP, save_model
 from kdrepro.provenance import file_sha256
-from kdrepro.soft_targets import (
+from kdrepro.training.engine import predict_logits
+from kdrepro.training.models import MLP, save_model
+from kdrepro.training.soft_targets import (
     SPOT_CHECK_ROWS,
     SoftTargetError,
     load_soft_targets,
     save_soft_targets,
     teacher_logits,
 )
-from kdrepro.train import predict_logits
 
 
 def make_teacher(path, seed: int) -> MLP:

@@ -1,4 +1,4 @@
-"""Tests of kdrepro.spec: run specs are validated, one clear line per mistake."""
+"""Tests of kdrepro.training.spec: run specs are validated, one clear line per mistake."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from kdrepro.spec import (
+from kdrepro.training.engine import TrainConfig
+from kdrepro.training.spec import (
     ROLES,
     RunSpec,
     SpecError,
@@ -15,7 +16,6 @@ from kdrepro.spec import (
     parse_spec,
     spec_from_dict,
 )
-from kdrepro.train import TrainConfig
 
 BASELINE = {"role": "baseline", "hidden": [800, 800]}
 DISTILLED = {"role": "distilled", "hidden": [800, 800], "temperature": 20}

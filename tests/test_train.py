@@ -1,4 +1,4 @@
-"""Tests of kdrepro.train: the one training loop, its schedule, resume and evaluation."""
+"""Tests of kdrepro.training.engine: the one training loop, its schedule, resume and evaluation."""
 
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdrepro.checkpoint import FileCheckpoint
-from kdrepro.data import normalize
-from kdrepro.losses import hard_label_loss
-from kdrepro.models import MLP
-from kdrepro.train import (
+from kdrepro.data.mnist import normalize
+from kdrepro.training.checkpoint import FileCheckpoint
+from kdrepro.training.engine import (
     TrainConfig,
     TrainingError,
     count_errors,
@@ -21,6 +19,8 @@ from kdrepro.train import (
     fit,
     predict_logits,
 )
+from kdrepro.training.losses import hard_label_loss
+from kdrepro.training.models import MLP
 
 
 def toy_data(n: int = 100, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,9 +17,9 @@ from typing import Callable, Protocol, Sequence
 
 import torch
 
-from kdrepro.data import normalize
-from kdrepro.jitter import Jitter
-from kdrepro.models import MLP, NUM_CLASSES
+from kdrepro.data.jitter import Jitter
+from kdrepro.data.mnist import normalize
+from kdrepro.training.models import MLP, NUM_CLASSES
 
 LossFn = Callable[..., torch.Tensor]
 
@@ -29,7 +29,7 @@ class TrainingError(RuntimeError):
 
 
 class Checkpoint(Protocol):
-    """Where `fit` keeps its state between epochs (see kdrepro.checkpoint)."""
+    """Where `fit` keeps its state between epochs (see kdrepro.training.checkpoint)."""
 
     def load(self) -> dict | None: ...
 

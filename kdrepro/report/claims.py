@@ -1,7 +1,7 @@
 """The claim ledger: each published number of section 3 against our runs, with a verdict.
 
 Published values come from ``paper.yaml`` only; ours from the run records of
-:mod:`kdrepro.collect`. A claim with no finished run is "pending", never filled in.
+:mod:`kdrepro.report.collect`. A claim with no finished run is "pending", never filled in.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from importlib import resources
 
 import yaml
 
-from kdrepro.collect import RunRecord
-from kdrepro.stats import Measure, discordant_counts, mcnemar_exact
+from kdrepro.report.collect import RunRecord
+from kdrepro.report.stats import Measure, discordant_counts, mcnemar_exact
 
 MIN_SEEDS_TO_REFUTE = 2  # temperature claims compare settings: seed noise can reorder them
 REPRODUCED, NOT_REPRODUCED = "reproduced", "not reproduced"
@@ -53,8 +53,8 @@ SHIFTED_PROTOCOLS = ("paper", "test_tuned", "validation")
 
 @cache
 def paper_facts() -> dict:
-    """The published values, sources and assumption register (kdrepro/paper.yaml)."""
-    text = resources.files("kdrepro").joinpath("paper.yaml").read_text(encoding="utf-8")
+    """The published values, sources and assumption register (kdrepro/report/paper.yaml)."""
+    text = resources.files("kdrepro.report").joinpath("paper.yaml").read_text(encoding="utf-8")
     return yaml.safe_load(text)
 
 

@@ -21,11 +21,11 @@ def clean_errors():
     """
     from jinja2 import TemplateError
 
-    from kdrepro.collect import ResultsError
-    from kdrepro.data import DataError
-    from kdrepro.models import ModelFileError
-    from kdrepro.soft_targets import SoftTargetError
-    from kdrepro.train import TrainingError
+    from kdrepro.data.mnist import DataError
+    from kdrepro.report.collect import ResultsError
+    from kdrepro.training.engine import TrainingError
+    from kdrepro.training.models import ModelFileError
+    from kdrepro.training.soft_targets import SoftTargetError
 
     try:
         yield

@@ -13,17 +13,17 @@ from typing import Callable, Sequence
 
 import torch
 
-from kdrepro import bias
-from kdrepro.checkpoint import FileCheckpoint
-from kdrepro.data import MNIST, load_mnist
+from kdrepro.data.mnist import MNIST, load_mnist
+from kdrepro.data.transfer import class_indices, validation_split
 from kdrepro.io import read_json, write_json
-from kdrepro.losses import distillation_loss, hard_label_loss, soft_targets
-from kdrepro.models import MLP, load_model, save_model
 from kdrepro.provenance import make_generator, manifest, resolve_device, seed_everything
-from kdrepro.soft_targets import load_soft_targets, save_soft_targets, teacher_logits
-from kdrepro.spec import RunSpec, fingerprint, spec_from_dict
-from kdrepro.train import error_summary, fit, predict_logits
-from kdrepro.transfer import class_indices, validation_split
+from kdrepro.training import bias
+from kdrepro.training.checkpoint import FileCheckpoint
+from kdrepro.training.engine import error_summary, fit, predict_logits
+from kdrepro.training.losses import distillation_loss, hard_label_loss, soft_targets
+from kdrepro.training.models import MLP, load_model, save_model
+from kdrepro.training.soft_targets import load_soft_targets, save_soft_targets, teacher_logits
+from kdrepro.training.spec import RunSpec, fingerprint, spec_from_dict
 
 SCHEMA = 1
 

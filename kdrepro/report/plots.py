@@ -17,8 +17,8 @@ from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
 
-from kdrepro.claims import Measure  # noqa: E402
-from kdrepro.collect import RunRecord  # noqa: E402
+from kdrepro.report.claims import Measure  # noqa: E402
+from kdrepro.report.collect import RunRecord  # noqa: E402
 
 PALETTE = ("#1f5fa8", "#d1495b", "#2e8b57", "#edae49", "#6c4f9e", "#00798c")
 STYLE = {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,

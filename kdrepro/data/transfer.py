@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from kdrepro.data import NUM_CLASSES, DataError
+from kdrepro.data.mnist import NUM_CLASSES, DataError
 
 
 def _check_classes(classes: Sequence[int], what: str) -> list[int]:

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kdrepro.train import TrainConfig
+from kdrepro.training.engine import TrainConfig
 
 ROLES = ("teacher", "baseline", "distilled", "omit", "keep")
 DISTILLED_ROLES = ("distilled", "omit", "keep")

@@ -1,7 +1,7 @@
 """The reproduction report: one view model, rendered to HTML and Markdown by Jinja2.
 
 :func:`build_view` gathers every number from the results directory (via
-:mod:`kdrepro.collect` and :mod:`kdrepro.claims`) and every published value from
+:mod:`kdrepro.report.collect` and :mod:`kdrepro.report.claims`) and every published value from
 ``paper.yaml``. :func:`render_report` is the only function that writes files, each
 atomically, so an interrupted render leaves the previous report intact.
 """
@@ -17,16 +17,16 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from kdrepro import claims, plots
-from kdrepro.collect import (
+from kdrepro.io import write_atomic
+from kdrepro.report import claims, plots
+from kdrepro.report.collect import (
     RunRecord,
     assumption_register,
     benchmarks_frame,
     load_runs,
     provenance,
 )
-from kdrepro.io import write_atomic
-from kdrepro.stats import Measure
+from kdrepro.report.stats import Measure
 
 DASH = "—"
 FIGURE_CAPTIONS = {
@@ -208,7 +208,7 @@ def _wrong_threes(runs: list[RunRecord], data_path: Path | None, figures: dict) 
     if data_path is None or not Path(data_path).is_file():
         return f"MNIST cache not found at {data_path}; grid of wrong 3s skipped"
     try:
-        from kdrepro.data import load_mnist
+        from kdrepro.data.mnist import load_mnist
 
         mnist = load_mnist(Path(data_path), verify=False)
     except Exception as exc:  # noqa: BLE001 - any unreadable cache only skips the grid

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from kdrepro import __version__
-from kdrepro.cli_errors import clean_errors
+from kdrepro.cli.errors import clean_errors
 
 app = typer.Typer(
     help="Reproduce Hinton, Vinyals & Dean (2015), section 3 (MNIST), and report on it.",
@@ -59,7 +59,7 @@ def _parse_shift(items: list[str]) -> dict[int, float]:
 
 
 def _parse_range(text: str) -> list[float]:
-    from kdrepro.bias import shift_grid
+    from kdrepro.training.bias import shift_grid
 
     bad = ValueError(f"--shifts {text!r} is invalid: expected finite START:STOP:STEP, "
                      "e.g. -2:10:0.25")
@@ -90,9 +90,9 @@ def train(
     threads: ThreadsOpt = 1,
 ) -> None:
     """Train one network (teacher, baseline or distilled student) and write its results."""
-    from kdrepro.progress import epoch_reporter
-    from kdrepro.runs import train_run
-    from kdrepro.spec import parse_spec, spec_from_dict
+    from kdrepro.cli.progress import epoch_reporter
+    from kdrepro.training.runs import train_run
+    from kdrepro.training.spec import parse_spec, spec_from_dict
 
     with clean_errors():
         run_spec = parse_spec(spec)
@@ -115,7 +115,7 @@ def soft_targets_cmd(
     threads: ThreadsOpt = 1,
 ) -> None:
     """Compute the teacher's logits on the (unjittered) training set, once."""
-    from kdrepro.runs import soft_targets_run
+    from kdrepro.training.runs import soft_targets_run
 
     with clean_errors():
         _set_threads(threads)
@@ -133,7 +133,7 @@ def evaluate(
     threads: ThreadsOpt = 1,
 ) -> None:
     """Score a saved model on the MNIST test set."""
-    from kdrepro.runs import evaluate_run
+    from kdrepro.training.runs import evaluate_run
 
     with clean_errors():
         _set_threads(threads)
@@ -151,7 +151,7 @@ def bias_cmd(
     threads: ThreadsOpt = 1,
 ) -> None:
     """Sweep the shifted classes' output biases; apply the paper's three protocols."""
-    from kdrepro.runs import bias_run
+    from kdrepro.training.runs import bias_run
 
     with clean_errors():
         _set_threads(threads)
@@ -161,8 +161,8 @@ def bias_cmd(
 
 
 def _mount_subcommands() -> None:
-    from kdrepro.cli_data import data_app
-    from kdrepro.cli_report import register
+    from kdrepro.cli.data import data_app
+    from kdrepro.cli.report import register
 
     app.add_typer(data_app, name="data", help="Fetch and verify MNIST.")
     register(app)

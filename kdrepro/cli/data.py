@@ -1,4 +1,4 @@
-"""`kdrepro data ...`: obtain and verify MNIST (a thin shell over :mod:`kdrepro.data`)."""
+"""`kdrepro data ...`: obtain and verify MNIST (a thin shell over :mod:`kdrepro.data.fetch`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from kdrepro.cli_errors import clean_errors
-from kdrepro.data import ENV_MNIST_DIR, fetch_mnist
+from kdrepro.cli.errors import clean_errors
+from kdrepro.data.fetch import fetch_mnist
+from kdrepro.data.mnist import ENV_MNIST_DIR
 
 data_app = typer.Typer(
     help="Obtain the MNIST data of the paper's section 3, verified by SHA-256.",

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import torch
 
-from kdrepro.train import error_summary
+from kdrepro.training.engine import error_summary
 
 SELECTED_BY = {
     "as_trained": "no shift",

