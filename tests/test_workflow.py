@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kdrepro.config import validate_config
+from kdrepro.plan import experiment_runs, merge_config
+
 ROOT = Path(__file__).resolve().parents[1]
 COPY = ("Snakefile", "workflow", "config", "templates")
 
@@ -37,22 +40,10 @@ def _project_copy(tmp: Path) -> Path:
 
 
 def _expected_runs(config: dict, quick: dict) -> list[str]:
-    """Run folders the quick overlay must produce: every experiment x seed."""
-    merged = {**config, **{k: v for k, v in quick.items() if not isinstance(v, dict)}}
-    seeds = merged["seeds"]
-    grid = {**config["temperature_grid"], **quick.get("temperature_grid", {})}
-    width = config["student"]["width"]
-    t = f"{float(config['distill']['temperature']):g}"
-    runs = [f"teacher/seed{s}" for s in config["teacher"]["seeds"]]
-    runs += [f"baseline/h{width}/seed{s}" for s in seeds]
-    runs += [f"distilled/h{width}/T{t}/seed{s}" for s in seeds]
-    per_width = {e["width"]: e for e in grid.get("per_width", [])}
-    for w in grid["widths"]:
-        cell = {**grid, **per_width.get(w, {})}
-        runs += [f"distilled/h{w}/T{float(x):g}/seed{s}"
-                 for x in cell["temperatures"] for s in cell["seeds"]]
-    runs += [f"omit/c3/seed{s}" for s in seeds] + [f"keep/c78/seed{s}" for s in seeds]
-    return runs
+    """Run folders the quick overlay must produce: the plan's, every experiment x seed."""
+    merged = validate_config(merge_config(config, quick), ROOT / "workflow" / "schemas" /
+                             "config.schema.yaml")
+    return experiment_runs(merged)
 
 
 @pytest.fixture(scope="module")

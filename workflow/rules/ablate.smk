@@ -2,10 +2,6 @@
 # some (keep), then a sweep of the shifted classes' output biases.
 
 
-def transfer_classes(wc):
-    return config[wc.kind]["classes"]
-
-
 def transfer_priority(wc):
     """Omit runs train on ~9/10 of MNIST (slow, like the 800-unit grid); keep runs on ~1/5."""
     return 2 if wc.kind == "omit" else 0
