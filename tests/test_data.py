@@ -504,3 +504,9 @@ def test_cli_fetch_old_cache_option_still_works(tmp_path, real_mnist_dir, monkey
     )
     assert result.exit_code == 0, result.output
     assert "--cache is deprecated" in result.stderr and load_mnist(cache).sha256 == REAL_SHA256
+
+
+def test_cli_names_the_same_environment_variable():
+    from kdrepro.cli.options import ENV_MNIST_DIR  # torch-free copy for `--help`
+
+    assert ENV_MNIST_DIR == data.ENV_MNIST_DIR
