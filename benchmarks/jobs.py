@@ -25,7 +25,7 @@ def job_spec(student: dict, width: int, seed: int, epochs: int, rows_fraction: f
 
 def _command(spec: dict, data: Path, out_dir: Path, threads: int) -> list[str]:
     return [sys.executable, "-m", "kdrepro", "train", "--spec", json.dumps(spec),
-            "--data", str(data), "--out-dir", str(out_dir), "--threads", str(threads),
+            "--data", str(data), "--out", str(out_dir), "--threads", str(threads),
             "--label", out_dir.name]
 
 

@@ -223,7 +223,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small slices; under a minute")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/out/train_speed.json")
-    parser.add_argument("--data", type=Path, default=ROOT / "data/mnist.pt")
+    parser.add_argument("--data", type=Path, default=ROOT / "results/data/mnist.pt")
     parser.add_argument("--config", type=Path, default=ROOT / "config/config.yaml")
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",

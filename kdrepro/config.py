@@ -53,7 +53,24 @@ def validate_config(config: dict, schema_path: Path) -> dict:
     if errors:
         raise ConfigError(_describe(errors[0]))
     _check_grid_widths(config.get("temperature_grid", {}))
+    for kind in ("omit", "keep"):
+        _check_sweep(f"{kind}.sweep", config.get(kind, {}).get("sweep"))
     return config
+
+
+def _check_sweep(key: str, sweep: dict | None) -> None:
+    """A bias sweep must run upwards and hold at least two shifts: start < stop, and
+    0 < step <= stop - start. An inverted or empty sweep would otherwise fail only in
+    `bias_sweep`, after the students have trained."""
+    if not sweep:
+        return
+    start, stop, step = sweep["start"], sweep["stop"], sweep["step"]
+    shown = f"{{start: {start}, stop: {stop}, step: {step}}}"
+    if start >= stop:
+        raise ConfigError(f"config key '{key}' = {shown} is invalid: expected start < stop")
+    if step <= 0 or step > stop - start:
+        raise ConfigError(f"config key '{key}' = {shown} is invalid: expected "
+                          f"0 < step <= stop - start ({stop - start:g})")
 
 
 def _check_grid_widths(grid: dict) -> None:

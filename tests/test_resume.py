@@ -29,7 +29,7 @@ def mnist_cache(tmp_path_factory, real_mnist_dir) -> Path:
 
 def _train_cmd(cache: Path, out: Path, checkpoint: Path) -> list[str]:
     return [sys.executable, "-m", "kdrepro", "train", "--spec", json.dumps(SPEC),
-            "--data", str(cache), "--out-dir", str(out), "--checkpoint", str(checkpoint),
+            "--data", str(cache), "--out", str(out), "--checkpoint", str(checkpoint),
             "--threads", "1", "--label", "resume-test"]
 
 

@@ -13,13 +13,12 @@ import typer
 
 from kdrepro import __version__
 from kdrepro.cli.errors import clean_errors
+from kdrepro.cli.options import DEFAULT_DATA, DataOpt, OutDirAlias, ThreadsOpt, renamed
 
 app = typer.Typer(
     help="Reproduce Hinton, Vinyals & Dean (2015), section 3 (MNIST), and report on it.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
-DataOpt = Annotated[Path, typer.Option("--data", help="MNIST cache written by `kdrepro data fetch`.")]
-ThreadsOpt = Annotated[int, typer.Option(min=1, help="Torch CPU threads (Snakemake passes {threads}).")]
 
 
 def _version(value: bool) -> None:
@@ -75,43 +74,45 @@ def _parse_range(text: str) -> list[float]:
 @app.command()
 def train(
     spec: Annotated[str, typer.Option(help="Run spec: JSON text, or @FILE (JSON/YAML).")],
-    data: DataOpt = Path("data/mnist.pt"),
-    out_dir: Annotated[Path, typer.Option(
+    data: DataOpt = Path(DEFAULT_DATA),
+    out: Annotated[Path, typer.Option(
         help="Folder for model.pt, metrics.json, manifest.json.")] = Path("runs/run"),
     soft_targets: Annotated[Optional[Path], typer.Option(help="Teacher logits (distilled runs).")] = None,
     teacher: Annotated[Optional[Path], typer.Option(
         help="Teacher model.pt the soft targets came from.")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(
-        help="Checkpoint file (default OUT_DIR/checkpoint.pt).")] = None,
+        help="Checkpoint file (default OUT/checkpoint.pt).")] = None,
     label: Annotated[Optional[str], typer.Option(help="Run name recorded in metrics.json.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Override the spec's seed.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Override the spec's epochs.")] = None,
     device: Annotated[Optional[str], typer.Option(help="Override the device: cpu, cuda or auto.")] = None,
     threads: ThreadsOpt = 1,
+    out_dir: OutDirAlias = None,
 ) -> None:
     """Train one network (teacher, baseline or distilled student) and write its results."""
     from kdrepro.cli.progress import epoch_reporter
     from kdrepro.training.runs import train_run
     from kdrepro.training.spec import parse_spec, spec_from_dict
 
+    out = renamed(out, out_dir)
     with clean_errors():
         run_spec = parse_spec(spec)
         overrides = {k: v for k, v in (("seed", seed), ("epochs", epochs), ("device", device))
                      if v is not None}
         run_spec = spec_from_dict({**run_spec.to_dict(), **overrides})
         _set_threads(threads)
-        with epoch_reporter(run_spec.epochs, label or str(out_dir)) as on_epoch:
-            metrics = train_run(run_spec, data, out_dir, label=label or str(out_dir),
+        with epoch_reporter(run_spec.epochs, label or str(out)) as on_epoch:
+            metrics = train_run(run_spec, data, out, label=label or str(out),
                                 soft_targets_path=soft_targets, teacher_path=teacher,
                                 checkpoint_path=checkpoint, threads=threads, on_epoch=on_epoch)
-    typer.echo(f"{metrics['run']}: {metrics['test_errors']} test errors -> {out_dir}")
+    typer.echo(f"{metrics['run']}: {metrics['test_errors']} test errors -> {out}")
 
 
 @app.command("soft-targets")
 def soft_targets_cmd(
     teacher: Annotated[Path, typer.Option(help="Teacher model.pt.")],
     out: Annotated[Path, typer.Option(help="Output file for the teacher's training-set logits.")],
-    data: DataOpt = Path("data/mnist.pt"),
+    data: DataOpt = Path(DEFAULT_DATA),
     threads: ThreadsOpt = 1,
 ) -> None:
     """Compute the teacher's logits on the (unjittered) training set, once."""
@@ -127,7 +128,7 @@ def soft_targets_cmd(
 def evaluate(
     model: Annotated[Path, typer.Option(help="A model.pt written by `kdrepro train`.")],
     out: Annotated[Path, typer.Option(help="Metrics JSON to write.")],
-    data: DataOpt = Path("data/mnist.pt"),
+    data: DataOpt = Path(DEFAULT_DATA),
     bias_shift: Annotated[Optional[list[str]], typer.Option(
         help="CLASS=SHIFT added to that class's output bias; repeatable.")] = None,
     threads: ThreadsOpt = 1,
@@ -145,17 +146,23 @@ def evaluate(
 def bias_cmd(
     run_dir: Annotated[Path, typer.Option(help="An omit/keep run folder (model.pt, manifest.json).")],
     out: Annotated[Path, typer.Option(help="bias.json to write.")],
-    paper_shift: Annotated[float, typer.Option(help="The paper's shift (omit-3: 3.5; keep-78: -7.6).")],
+    paper_shift: Annotated[Optional[float], typer.Option(  # noqa: UP045 - typer on Python 3.10
+        help="The paper's shift; default from paper.yaml (omit 3: +3.5, keep 7, 8: -7.6), "
+             "required for other classes.")] = None,
     shifts: Annotated[str, typer.Option(help="Sweep START:STOP:STEP.")] = "-10:10:0.25",
-    data: DataOpt = Path("data/mnist.pt"),
+    data: DataOpt = Path(DEFAULT_DATA),
     threads: ThreadsOpt = 1,
 ) -> None:
     """Sweep the shifted classes' output biases; apply the paper's three protocols."""
-    from kdrepro.training.runs import bias_run
+    from kdrepro.report.paper import paper_bias_shift
+    from kdrepro.training.runs import bias_run, shifted_classes
 
     with clean_errors():
+        grid = _parse_range(shifts)
+        if paper_shift is None:
+            paper_shift = paper_bias_shift(*shifted_classes(run_dir))
         _set_threads(threads)
-        result = bias_run(run_dir, data, paper_shift, _parse_range(shifts), out)
+        result = bias_run(run_dir, data, paper_shift, grid, out)
     chosen = {k: (v["shift"], v["test_errors"]) for k, v in result["protocols"].items()}
     typer.echo(f"{result['run']}: (shift, test errors) {json.dumps(chosen)} -> {out}")
 

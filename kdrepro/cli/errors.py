@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager
 
 import typer
+
+# The library's expected errors, by module. They are looked up in sys.modules when an
+# error is caught: an exception of a module's class can only exist once that module is
+# imported, and importing them all here would pull torch into the report commands.
+EXPECTED_ERRORS = {
+    "kdrepro.data.mnist": "DataError", "kdrepro.training.models": "ModelFileError",
+    "kdrepro.training.soft_targets": "SoftTargetError",
+    "kdrepro.training.engine": "TrainingError", "kdrepro.report.collect": "ResultsError",
+    "jinja2.exceptions": "TemplateError",
+}
 
 
 def fail(message: str) -> None:
@@ -13,23 +24,23 @@ def fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """Bad input, not bugs: ValueError, OSError, KeyError and the loaded library errors."""
+    loaded = [getattr(sys.modules[module], name) for module, name in EXPECTED_ERRORS.items()
+              if module in sys.modules]
+    return (ValueError, OSError, KeyError, *loaded)
+
+
 @contextmanager
 def clean_errors():
     """Turn the library's expected errors into one `error:` line and exit 1.
 
     Unexpected exceptions still show a traceback: they are bugs, not bad input.
     """
-    from jinja2 import TemplateError
-
-    from kdrepro.data.mnist import DataError
-    from kdrepro.report.collect import ResultsError
-    from kdrepro.training.engine import TrainingError
-    from kdrepro.training.models import ModelFileError
-    from kdrepro.training.soft_targets import SoftTargetError
-
     try:
         yield
-    except (DataError, ModelFileError, SoftTargetError, TrainingError, ResultsError,
-            TemplateError, ValueError, OSError, KeyError) as exc:
+    except Exception as exc:
+        if not isinstance(exc, expected_errors()):
+            raise
         lines = str(exc).strip().splitlines()
         fail(lines[0] if lines else type(exc).__name__)

@@ -17,6 +17,14 @@ from typing import Annotated, Optional
 import typer
 
 from kdrepro.cli.errors import clean_errors, fail
+from kdrepro.cli.options import (
+    DEFAULT_RESULTS,
+    LEGACY_ARGUMENT,
+    OutDirAlias,
+    ResultsOpt,
+    renamed,
+    results_folder,
+)
 
 COLUMNS = ("claim", "setting", "paper", "blog", "ours", "n", "ci95", "p", "verdict")
 TABLE_COLUMNS = ("claim", "paper", "blog", "ours", "n", "ci95", "p", "verdict")
@@ -111,52 +119,57 @@ def _as_csv(records: list[dict]) -> str:
 
 
 def collect_command(
-    results_dir: Annotated[Path, typer.Argument(help="Results directory (docs/results.md).")],
+    ctx: typer.Context,
+    results: ResultsOpt = Path(DEFAULT_RESULTS),
     out: Annotated[Path, typer.Option("--out", help="CSV to write, one row per run.")] = Path(
         "results/metrics.csv"),
 ) -> None:
     """Collect every run's metrics.json (+ bias.json, manifest, benchmarks) into one CSV."""
     from kdrepro.report.collect import write_collected
 
-    _require_dir(results_dir, "results directory")
+    results = results_folder(ctx, results)
+    _require_dir(results, "results directory")
     with clean_errors():
-        frame = write_collected(results_dir, out)
+        frame = write_collected(results, out)
     typer.echo(f"{len(frame)} runs -> {out}")
 
 
 def report_command(
-    results: Annotated[Path, typer.Option("--results", help="Results directory.")] = Path(
-        "results"),
+    results: ResultsOpt = Path(DEFAULT_RESULTS),
     templates: Annotated[Path, typer.Option("--templates", help="Jinja2 templates.")] = Path(
         "templates"),
-    out_dir: Annotated[Path, typer.Option("--out-dir", help="Where report.html, report.md "
-                                          "and figures/ go.")] = Path("reports"),
+    out: Annotated[Path, typer.Option("--out", help="Folder for report.html, report.md "
+                                      "and figures/.")] = Path("reports"),
     data: Annotated[Optional[Path], typer.Option(  # noqa: UP045 - typer on Python 3.10
-        "--data", help="MNIST cache for the grid of wrong 3s (default: RESULTS/data/mnist.pt)."
-    )] = None,
+        "--data", help="MNIST cache for the grid of wrong 3s (default: RESULTS/data/mnist.pt, "
+        "the workflow's results/data/mnist.pt).", show_default=False)] = None,
+    out_dir: OutDirAlias = None,
 ) -> None:
     """Render the reproduction report (HTML and Markdown) from the results directory."""
     from kdrepro.report.render import render_report
 
+    out = renamed(out, out_dir)
     _require_dir(results, "results directory")
     if not (templates / "report.html.j2").is_file() or not (templates / "report.md.j2").is_file():
         fail(f"templates not found: {templates} needs report.html.j2 and report.md.j2")
     with clean_errors():
-        written = render_report(results, templates, out_dir,
+        written = render_report(results, templates, out,
                                 data if data is not None else results / "data" / "mnist.pt")
     typer.echo(f"report: {written['report.html']} and {written['report.md']} "
                f"({len(written) - 2} figures)")
 
 
 def summarize_command(
-    results_dir: Annotated[Path, typer.Argument(help="Results directory.")] = Path("results"),
+    ctx: typer.Context,
+    results: ResultsOpt = Path(DEFAULT_RESULTS),
     output_format: Annotated[SummaryFormat, typer.Option(
         "--format", "-f", help="table (rich), md, csv or json.")] = SummaryFormat.table,
 ) -> None:
     """Print the claim ledger; claims without finished runs show as pending."""
-    _require_dir(results_dir, "results directory")
+    results = results_folder(ctx, results)
+    _require_dir(results, "results directory")
     with clean_errors():
-        records = ledger_records(results_dir)
+        records = ledger_records(results)
     if output_format is SummaryFormat.table:
         _as_table(records)
     elif output_format is SummaryFormat.md:
@@ -170,6 +183,6 @@ def summarize_command(
 
 def register(app: typer.Typer) -> None:
     """Add `collect`, `report` and `summarize` to the kdrepro Typer app."""
-    app.command("collect")(collect_command)
+    app.command("collect", context_settings=LEGACY_ARGUMENT)(collect_command)
     app.command("report")(report_command)
-    app.command("summarize")(summarize_command)
+    app.command("summarize", context_settings=LEGACY_ARGUMENT)(summarize_command)

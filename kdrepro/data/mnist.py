@@ -163,10 +163,10 @@ def _idx_digest(tensor: torch.Tensor) -> str:
 
 def _load_cache(cache: Path, verify: bool = True) -> tuple[MNIST, dict[str, str]]:
     """Load and validate a cache file; return the data and the stored raw hashes."""
-    fix = f"delete it and run `kdrepro data fetch --cache {cache}`"
+    fix = f"delete it and run `kdrepro data fetch --data {cache}`"
     if not cache.is_file():
         raise DataError(f"MNIST cache {cache} does not exist; run `kdrepro data fetch "
-                        f"--cache {cache}` to create it")
+                        f"--data {cache}` to create it")
     try:
         payload = torch.load(cache, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for non-checkpoint bytes

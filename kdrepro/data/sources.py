@@ -26,14 +26,25 @@ from kdrepro.data.mnist import (
 )
 
 
+def named_dir(source_dir: Path | None) -> tuple[Path, str] | None:
+    """(folder, who named it) of the folder the user named, else None.
+
+    The option wins over $KDREPRO_MNIST_DIR; an empty variable names nothing.
+    """
+    if source_dir is not None:
+        return Path(source_dir), "--source-dir"
+    from_env = os.environ.get(ENV_MNIST_DIR) or None
+    return (Path(from_env), f"${ENV_MNIST_DIR}") if from_env else None
+
+
 def _source_dir(work: Path, source_dir: Path | None) -> Path:
-    """Source "dir": the given directory, else $KDREPRO_MNIST_DIR."""
-    chosen = source_dir if source_dir is not None else os.environ.get(ENV_MNIST_DIR) or None
-    if chosen is None:
+    """Source "dir": the folder the user named (option, else $KDREPRO_MNIST_DIR)."""
+    named = named_dir(source_dir)
+    if named is None:
         raise DataError(f"no directory given (option or {ENV_MNIST_DIR})")
-    if not Path(chosen).is_dir():
-        raise DataError(f"directory {chosen} does not exist or is not a directory")
-    return Path(chosen)
+    if not named[0].is_dir():
+        raise DataError(f"directory {named[0]} does not exist or is not a directory")
+    return named[0]
 
 
 def _download(url: str, dest: Path, timeout: float = DOWNLOAD_TIMEOUT_S) -> None:

@@ -125,6 +125,14 @@ def _logits_and_labels(model, images, labels) -> tuple[torch.Tensor, torch.Tenso
     return predict_logits(model, images), labels
 
 
+def shifted_classes(run_dir: Path) -> tuple[str, list[int]]:
+    """("omit" or "keep", classes) of a trained transfer run, from its manifest's spec."""
+    spec = spec_from_dict(read_json(Path(run_dir) / "manifest.json")["spec"])
+    if not (spec.omit or spec.keep):
+        raise ValueError(f"{run_dir} is not an omit/keep run: its spec shifts no class")
+    return ("omit", list(spec.omit)) if spec.omit else ("keep", list(spec.keep))
+
+
 def bias_run(run_dir: Path, data_cache: Path, paper_shift: float,
              shifts: Sequence[float], out: Path) -> dict:
     """Sweep the shifted classes' biases of a trained omit/keep run; write bias.json."""

@@ -49,7 +49,7 @@ def transfer_spec(kind, classes):
 
 # One command line for every training rule; distilled rules add the soft targets.
 TRAIN = (
-    "kdrepro train --spec {params.spec:q} --data {input.data} --out-dir results/{params.run}"
+    "kdrepro train --spec {params.spec:q} --data {input.data} --out results/{params.run}"
     " --checkpoint results/checkpoints/{params.run}.pt --label {params.run}"
     " --threads {threads}"
 )

@@ -13,4 +13,4 @@ rule fetch_mnist:
     log:
         "results/logs/fetch_mnist.log",
     shell:
-        "kdrepro data fetch --cache {output} {params.source} > {log} 2>&1"
+        "kdrepro data fetch --data {output} {params.source} > {log} 2>&1"

@@ -12,7 +12,7 @@ rule collect:
     log:
         "results/logs/collect.log",
     shell:
-        "kdrepro collect results --out {output}" + LOG
+        "kdrepro collect --results results --out {output}" + LOG
 
 
 rule report:
@@ -31,8 +31,8 @@ rule report:
     log:
         "results/logs/report.log",
     shell:
-        "(kdrepro collect results --out {output.metrics} && kdrepro report --results results"
-        " --templates templates --out-dir reports --data {input.data})" + LOG
+        "(kdrepro collect --results results --out {output.metrics} && kdrepro report --results results"
+        " --templates templates --out reports --data {input.data})" + LOG
 
 
 # Opt-in (not part of `all`): the training-speed benchmark of benchmarks/README.md.
