@@ -159,6 +159,6 @@ def test_a_missed_target_is_named_in_the_verdict_reason():
     seeds = [(66, 10000), (76, 10000), (74, 10000)]  # the paper's 67 inside the PI
     row = count_row("teacher_errors", "Teacher", "errors", Measure.of(seeds, 10000))
     assert row.verdict == "reproduced" and row.target_met is False
-    assert row.reason.endswith("but the target (mean ≤ 70) is missed")
+    assert row.reason.endswith("; the target (mean ≤ 70) is missed")
     met = count_row("teacher_errors", "Teacher", "errors", Measure.of([(65, 10000)], 10000))
     assert "target" not in met.reason

@@ -80,7 +80,7 @@ def count_row(key: str, claim: str, unit: str, measure: Measure | None,
         row.reason += f"; not graded: {'; '.join(notes)}"
     row.target, row.target_met = target_check(published.get("target"), row.protocol_id, measure)
     if row.target_met is False:  # the verdict column says so too (issue 5)
-        row.reason += f"; but the target (mean ≤ {row.target:g}) is missed"
+        row.reason += f"; the target (mean ≤ {row.target:g}) is missed"
     return row
 
 

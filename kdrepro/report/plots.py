@@ -73,8 +73,8 @@ def headline_figure(rows: Sequence[Mapping]) -> Figure:
     for ax, row in zip(axes, rows):
         ax.spines[["top", "right", "left"]].set_visible(False)
         _headline_panel(ax, row)
-    axes[0].set_title("Paper ♦ against our runs ● (one per seed); bar: 95% prediction interval",
-                      fontsize=9, loc="left")
+    fig.suptitle("♦ paper   ● our runs, one per seed   ▬ 95% prediction interval   "
+                 "■ blog 2020", fontsize=8)
     return fig
 
 
