@@ -42,7 +42,7 @@ def test_dom_has_the_ledger_and_no_console_errors(report_url, tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     dom = run.stdout
     assert '<table class="ledger" id="ledger-table">' in dom
-    assert dom.count('<tr id="claim-') == 17
+    assert dom.count('<tr id="claim-') == 18
     assert 'class="verdict reproduced"' in dom
     console = [line for line in run.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert not console, console

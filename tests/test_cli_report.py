@@ -60,7 +60,7 @@ def test_results_folder_as_an_argument_still_works(app, results, tmp_path):
     assert result.exit_code == 0, result.output
     assert len(pd.read_csv(out)) == 63
     as_json = runner.invoke(app, ["summarize", str(results), "-f", "json"])
-    assert as_json.exit_code == 0 and len(json.loads(as_json.output)) == 17
+    assert as_json.exit_code == 0 and len(json.loads(as_json.output)) == 18
     extra = runner.invoke(app, ["summarize", str(results), str(results)])
     assert extra.exit_code == 1 and "--results" in extra.output
 
@@ -115,18 +115,20 @@ def test_summarize_json_lists_every_claim(app, results):
     result = runner.invoke(app, ["summarize", "--results", str(results), "--format", "json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
-    assert len(rows) == 17
+    assert len(rows) == 18
     assert rows[0]["id"] == "teacher_errors" and rows[0]["paper"] == 67
     assert rows[0]["mean"] == 70.0 and rows[0]["n"] == 3
+    assert rows[0]["pi_low"] < 67 < rows[0]["pi_high"] and "prediction" in rows[0]["test"]
 
 
 def test_summarize_csv_and_markdown(app, results):
     as_csv = runner.invoke(app, ["summarize", "--results", str(results), "-f", "csv"])
     rows = list(csv.DictReader(io.StringIO(as_csv.output)))
-    assert len(rows) == 17 and rows[2]["id"] == "distilled_errors" and float(rows[2]["p"]) < 1e-6
+    assert len(rows) == 18 and rows[3]["id"] == "distilled_vs_baseline"
+    assert float(rows[3]["p"]) < 1e-6 and rows[3]["test"] == "paired t-test over seeds"
     as_md = runner.invoke(app, ["summarize", "--results", str(results), "-f", "md"])
     lines = as_md.output.strip().splitlines()
-    assert lines[0].startswith("| claim | setting | paper |") and len(lines) == 19
+    assert lines[0].startswith("| claim | setting | paper |") and len(lines) == 20
 
 
 def test_summarize_table_by_default(app, results):

@@ -12,13 +12,14 @@ import pytest
 import torch
 from fake_results import fake_test_labels, write_fake_results
 
-from kdrepro.report import render
+from kdrepro.report import render, views
 from kdrepro.report.stats import Measure
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
-SECTIONS = ("ledger", "students", "temperature", "omit3", "keep78", "training", "register",
-            "provenance")
-MD_HEADINGS = ("## Claim ledger", "## Teacher, hard-label student and distilled student",
+SECTIONS = ("headline", "ledger", "verdicts", "students", "temperature", "omit3", "keep78",
+            "training", "register", "provenance")
+MD_HEADINGS = ("## Claim ledger", "## How verdicts are decided",
+               "## Teacher, hard-label student and distilled student",
                "## Temperature and student size", "## Transfer set without any 3",
                "### Where the student without 3s errs", "## Transfer set of only 7s and 8s",
                "## Training curves", "## Assumption register", "## Provenance",
@@ -88,7 +89,7 @@ def report(results, tmp_path_factory):
 
 def test_render_writes_html_markdown_and_figures(report):
     names = {p.name for p in (report.out / "figures").iterdir()}
-    assert {"temperature.png", "omit3_sweep.png", "keep78_sweep.png", "omit3_per_class.png",
+    assert {"headline.png", "temperature.png", "omit3_sweep.png", "keep78_sweep.png", "omit3_per_class.png",
             "omit3_confusion.png", "training.png"} <= names
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in (report.out / "figures").iterdir())
     assert not [p for p in report.out.rglob("*") if p.name.endswith(".tmp")]
@@ -107,16 +108,16 @@ def test_html_has_every_section_and_the_ledger(report):
     for section in SECTIONS:
         assert f'<section id="{section}">' in report.html
     assert 'id="ledger-table"' in report.html
-    assert report.html.count('<tr id="claim-') == 17
-    assert "Verdict rule." in report.html
-    assert "test-tuned shift (chosen on the test set" in report.html
+    assert report.html.count('<tr id="claim-') == 18
+    assert "How verdicts are decided" in report.html and "prediction interval" in report.html
+    assert "shift tuned on our test set: the paper&#39;s protocol" in report.html
     assert "MNIST cache not found" in report.html  # no cache in the fake results
 
 
 def test_markdown_has_every_section_tables_and_relative_figures(report):
     for heading in MD_HEADINGS:
         assert f"\n{heading}\n" in report.md
-    assert "| Claim (section 3) | Setting | Paper |" in report.md
+    assert "| Claim (section 3) | Protocol | Paper |" in report.md
     assert report.md.count("|---|") >= 8
     assert "](figures/temperature.png)" in report.md
     assert "data:image" not in report.md
@@ -125,6 +126,21 @@ def test_markdown_has_every_section_tables_and_relative_figures(report):
             columns = line.count(" | ")
         elif line.startswith("| ") and "verdict" in line.lower() and "**" in line:
             assert line.count(" | ") == columns
+
+
+def test_headline_figure_comes_first_in_both_reports(report):
+    assert report.md.index("](figures/headline.png)") < report.md.index("## Claim ledger")
+    assert report.html.index('<section id="headline">') < report.html.index('id="ledger-table"')
+
+
+def test_blog_column_is_complete_with_its_caveat(report):
+    for text in (report.html, report.md):
+        for value in ("119", "132", "125 vs 132", "300 units, T = 8: 125",
+                      "30 units, T = 20: 236; 30 units, T = 2.5: 222"):
+            assert value in text
+        assert "123 (all ten output biases set to 3.5 (not the paper&#39;s method))" in text \
+            or "123 (all ten output biases set to 3.5 (not the paper's method))" in text
+        assert "Karthik Arvind" in text
 
 
 def test_numbers_in_the_report_come_from_the_results(report, results):
@@ -203,21 +219,21 @@ def test_grid_of_wrong_threes_uses_the_mnist_cache(results, tmp_path, monkeypatc
     cache = tmp_path / "mnist.pt"
     cache.write_bytes(b"stand-in")
     view_figures = {}
-    runs = [r for r in render.load_runs(results) if r.role == "omit"]
-    note = render._wrong_threes(runs, cache, view_figures)
+    runs = [r for r in views.load_runs(results) if r.role == "omit"]
+    note = views._wrong_threes(runs, cache, view_figures)
     assert note == "" and "omit3_wrong_threes" in view_figures
     wrong = [i for i in runs[0].bias["protocols"]["paper"]["wrong_indices"] if labels[i] == 3]
     assert str(len(wrong)) in view_figures["omit3_wrong_threes"].axes[0].get_title()
 
 
 def test_measure_cells_render_in_both_formats():
-    m = Measure.of([(70, 10000), (76, 10000)], 10000)
+    m = Measure.of([(70, 10000), (76, 10000)], 10000)  # t(0.975, 1) = 12.706: a wide PI
     for html in (True, False):
         env = render.make_environment(TEMPLATES, html=html)
         macros = "_macros.html.j2" if html else "_macros.md.j2"
         template = env.from_string(
             f'{{% import "{macros}" as f %}}{{{{ f.measure(m) }}}} {{{{ f.interval(m) }}}}')
-        assert template.render(m=m) == "73.0 ± 4.2 [61.7, 85.8]"
+        assert template.render(m=m) == "73.0 ± 4.2 [7.0, 139.0]"
 
 
 SPEED = {"meta": {"date": "2026-11-29T10:33:00+00:00", "cpu": "Test CPU", "quick": True,

@@ -26,10 +26,8 @@ from kdrepro.cli.options import (
     results_folder,
 )
 
-COLUMNS = ("claim", "setting", "paper", "blog", "ours", "n", "ci95", "p", "verdict")
-TABLE_COLUMNS = ("claim", "paper", "blog", "ours", "n", "ci95", "p", "verdict")
-SHORT_PROTOCOLS = {"as_trained": "as trained", "paper": "paper shift",
-                   "test_tuned": "test-tuned", "validation": "validation-chosen"}
+COLUMNS = ("claim", "setting", "paper", "blog", "ours", "n", "pi95", "p", "verdict")
+TABLE_COLUMNS = ("claim", "paper", "blog", "ours", "n", "pi95", "p", "verdict")
 
 
 class SummaryFormat(str, Enum):
@@ -48,7 +46,7 @@ def _require_dir(path: Path, what: str) -> None:
 
 def ledger_records(results_dir: Path) -> list[dict]:
     """The claim ledger of ``results_dir`` as flat records: raw numbers plus display text."""
-    from kdrepro.report.claims import ledger
+    from kdrepro.report.claims import SHORT_PROTOCOLS, ledger
     from kdrepro.report.collect import load_runs
     from kdrepro.report.render import fmt_ci, fmt_count, fmt_pct, fmt_pm, fmt_pvalue
 
@@ -60,16 +58,18 @@ def ledger_records(results_dir: Path) -> list[dict]:
             "id": row.id, "claim": row.claim, "setting": row.protocol,
             "paper": row.paper if row.paper is not None else row.paper_text,
             "blog": row.blog, "mean": m.mean if m else None, "sd": m.sd if m else None,
-            "n": row.seeds, "ci_low": m.ci[0] if m and m.ci else None,
-            "ci_high": m.ci[1] if m and m.ci else None, "p": row.pvalue,
+            "n": row.seeds, "pi_low": m.interval[0] if m and m.interval else None,
+            "pi_high": m.interval[1] if m and m.interval else None, "test": row.test,
+            "p": row.pvalue,
             "verdict": row.verdict, "reason": row.reason, "detail": row.detail,
             "short_setting": SHORT_PROTOCOLS.get(row.protocol_id, ""),
             "display": {
                 "claim": row.claim, "setting": row.protocol or "—",
-                "paper": row.paper_text or value(row.paper), "blog": value(row.blog),
+                "paper": row.paper_text or value(row.paper),
+                "blog": row.blog_text or value(row.blog),
                 "ours": row.ours_text or (fmt_pm(m.mean, m.sd, unit="%" if percent else "")
                                           if m else "—"),
-                "n": str(row.seeds), "ci95": fmt_ci(m.ci) if m else "—",
+                "n": str(row.seeds), "pi95": fmt_ci(m.interval) if m else "—",
                 "p": fmt_pvalue(row.pvalue), "verdict": row.verdict},
         })
     return records
@@ -80,10 +80,10 @@ def _as_table(records: list[dict]) -> None:
     from rich.table import Table
 
     styles = {"reproduced": "green", "not reproduced": "red", "inconclusive": "yellow",
-              "pending": "dim"}
+              "pending": "dim", "not graded": "magenta", "informational": "cyan"}
     console = Console()
     narrow = console.width < 150
-    columns = [c for c in TABLE_COLUMNS if not (narrow and c in ("blog", "ci95"))]
+    columns = [c for c in TABLE_COLUMNS if not (narrow and c in ("blog", "pi95"))]
     table = Table(title="Claim ledger (Hinton et al. 2015, section 3)", expand=narrow)
     ratios = {"claim": 4, "paper": 1, "ours": 2} if narrow else {}
     for column in columns:

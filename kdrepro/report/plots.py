@@ -17,8 +17,8 @@ from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
 
-from kdrepro.report.claims import Measure  # noqa: E402
 from kdrepro.report.collect import RunRecord  # noqa: E402
+from kdrepro.report.stats import Measure  # noqa: E402
 
 PALETTE = ("#1f5fa8", "#d1495b", "#2e8b57", "#edae49", "#6c4f9e", "#00798c")
 STYLE = {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
@@ -34,6 +34,48 @@ def new_figure(width: float, height: float, ncols: int = 1):
             ax.grid(True, alpha=0.3)
             ax.spines[["top", "right"]].set_visible(False)
     return fig, axes
+
+
+def _headline_panel(ax, row: dict) -> None:
+    """One count claim on its own scale: our seeds, their prediction interval, the paper."""
+    m, unit = row["measure"], "%" if row["unit"] == "%" else ""
+    xs = [row["paper"]] + ([row["blog"]] if row["blog"] is not None else [])
+    if m is not None and m.n:
+        if m.interval is not None:
+            low, high = m.interval
+            ax.plot([low, high], [0, 0], color="#1f5fa8", lw=2.5, alpha=0.45,
+                    solid_capstyle="butt", label="95% prediction interval")
+            xs += [low, high]
+        ax.plot(m.values, [0] * m.n, "o", color="#1f5fa8", ms=4.5, label="our runs")
+        xs += m.values
+    if row["blog"] is not None:
+        ax.plot([row["blog"]], [0], "s", color="#888888", ms=5, label="blog 2020")
+    ax.plot([row["paper"]], [0], "D", color="#d1495b", ms=6, label="paper")
+    span = (max(xs) - min(xs)) or max(abs(max(xs)), 1.0) * 0.1
+    ax.set_xlim(min(xs) - 0.08 * span, max(xs) + 0.08 * span)
+    ax.set_ylim(-1, 1)
+    ax.set_yticks([0], [row["label"]], fontsize=7)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}{unit}"))
+    ax.tick_params(axis="x", labelsize=7)
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.grid(False, axis="y")
+    ax.text(1.01, 0.5, row["verdict"], transform=ax.transAxes, fontsize=7, va="center")
+
+
+def headline_figure(rows: Sequence[Mapping]) -> Figure:
+    """Every count claim of section 3: the paper's value against our runs, one panel each.
+
+    ``rows`` hold label, paper, blog (or None), unit, verdict and our Measure (or None)."""
+    count = max(len(rows), 1)
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(7.6, 0.42 * count + 0.7), dpi=110, layout="constrained")
+        axes = fig.subplots(count, 1, squeeze=False)[:, 0]
+    for ax, row in zip(axes, rows):
+        ax.spines[["top", "right", "left"]].set_visible(False)
+        _headline_panel(ax, row)
+    fig.suptitle("♦ paper   ● our runs, one per seed   ▬ 95% prediction interval   "
+                 "■ blog 2020", fontsize=8)
+    return fig
 
 
 NICE_TICKS = (10, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700, 1000, 1500, 2000, 3000, 5000)

@@ -1,8 +1,7 @@
-"""The reproduction report: one view model, rendered to HTML and Markdown by Jinja2.
+"""The reproduction report: the view model rendered to HTML and Markdown by Jinja2.
 
-:func:`build_view` gathers every number from the results directory (via
-:mod:`kdrepro.report.collect` and :mod:`kdrepro.report.claims`) and every published value from
-``paper.yaml``. :func:`render_report` is the only function that writes files, each
+:mod:`kdrepro.report.views` builds the view (numbers and figures); this module is the only
+one that writes files: :func:`render_report` rasterises the figures and writes every file
 atomically, so an interrupted render leaves the previous report intact.
 """
 
@@ -10,282 +9,25 @@ from __future__ import annotations
 
 import base64
 import io
-import json
-import math
-from collections import Counter
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
-
 from kdrepro.io import write_atomic
-from kdrepro.report import claims, plots
-from kdrepro.report.collect import (
-    RunRecord,
-    assumption_register,
-    benchmarks_frame,
-    load_runs,
-    provenance,
+from kdrepro.report.filters import (
+    fmt_ci,
+    fmt_count,
+    fmt_pct,
+    fmt_pm,
+    fmt_pvalue,
+    fmt_seconds,
+    make_environment,
+    md_cell,
 )
-from kdrepro.report.stats import Measure
+from kdrepro.report.views import build_view
 
-DASH = "—"
-FIGURE_CAPTIONS = {
-    "temperature": "Distilled test errors against temperature, by hidden width (section 3, "
-                   "paragraph 2). Dashed: the hard-label student of the same width.",
-    "omit3_sweep": "Transfer set without 3s: errors against the shift of the class-3 bias. "
-                   "▽ test-tuned shift, ○ validation-chosen shift, dashed: the paper's +3.5.",
-    "keep78_sweep": "Transfer set of only 7s and 8s: errors against the shift of the biases of "
-                    "7 and 8. ▽ test-tuned, ○ validation-chosen, dashed: the paper's −7.6.",
-    "omit3_per_class": "Student trained without 3s: test errors per digit, as trained and "
-                       "after the paper's shift (mean over seeds).",
-    "omit3_confusion": "Student trained without 3s: confusion matrices summed over seeds.",
-    "omit3_wrong_threes": "Test 3s the student trained without 3s still gets wrong after the "
-                          "paper's shift (first seed).",
-    "training": "Test errors after each epoch (mean over seeds).",
-}
+__all__ = ["build_view", "figure_png", "fmt_ci", "fmt_count", "fmt_pct", "fmt_pm",
+           "fmt_pvalue", "fmt_seconds", "make_environment", "md_cell", "render_report",
+           "render_text"]
 
-
-# ---- number formatting filters -------------------------------------------------------
-
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def fmt_count(value, digits: int = 1) -> str:
-    """Whole numbers with thousands separators; fractional ones with ``digits`` decimals."""
-    if _missing(value):
-        return DASH
-    if float(value).is_integer():
-        return f"{int(value):,}"
-    return f"{value:,.{digits}f}"
-
-
-def fmt_pct(value, digits: int = 1) -> str:
-    """A percentage (already on the 0-100 scale)."""
-    return DASH if _missing(value) else f"{value:.{digits}f}%"
-
-
-def fmt_pm(mean, sd=None, digits: int = 1, unit: str = "") -> str:
-    """Mean ± sd; a single seed (no sd) shows its value alone, whole counts without decimals."""
-    if _missing(mean):
-        return DASH
-    if _missing(sd) and float(mean).is_integer():
-        return f"{int(mean):,}{unit}"  # one seed: a plain count
-    text = f"{mean:,.{digits}f}"
-    if not _missing(sd):
-        text += f" ± {sd:,.{digits}f}"
-    return text + unit
-
-
-def fmt_ci(interval, digits: int = 1) -> str:
-    """A closed interval [low, high]."""
-    if interval is None:
-        return DASH
-    low, high = interval
-    return f"[{low:.{digits}f}, {high:.{digits}f}]"  # no thousands commas inside [a, b]
-
-
-def fmt_pvalue(p) -> str:
-    """p-values: three decimals, scientific notation below 0.001."""
-    if _missing(p):
-        return DASH
-    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
-
-
-def fmt_seconds(seconds) -> str:
-    """Durations: seconds, minutes or hours."""
-    if _missing(seconds):
-        return DASH
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
-    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
-
-
-def md_cell(value) -> str:
-    """Text safe inside a GitHub Markdown table cell (pipes, newlines and HTML escaped)."""
-    text = str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return text.replace("|", "\\|").replace("\r", " ").replace("\n", " ")
-
-
-FILTERS = {"count": fmt_count, "pct": fmt_pct, "pm": fmt_pm, "ci": fmt_ci,
-           "pvalue": fmt_pvalue, "seconds": fmt_seconds, "cell": md_cell,
-           "slug": lambda s: str(s).replace(" ", "-").lower()}
-
-
-def make_environment(templates_dir: Path, html: bool) -> Environment:
-    """Jinja2 environment: autoescaped for HTML, StrictUndefined, the number filters."""
-    env = Environment(loader=FileSystemLoader(str(templates_dir)), autoescape=html,
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                      keep_trailing_newline=True)
-    env.filters.update(FILTERS)
-    return env
-
-
-# ---- the view model -------------------------------------------------------------------
-
-def main_table(records: list[RunRecord]) -> list[dict]:
-    """Teacher, hard-label student and distilled student (section 3, paragraph 1)."""
-    rows = claims.teacher_student_rows(records)
-    names = ("Teacher 1200-1200, dropout + max-norm + jitter", "Student 800-800, hard labels",
-             "Student 800-800, soft targets T = 20")
-    return [{"name": n, "row": r} for n, r in zip(names, rows)]
-
-
-def temperature_table(records: list[RunRecord]) -> dict:
-    """Width x temperature grid of mean test errors, with each width's hard-label student."""
-    grid = claims.temperature_grid(records)
-    temps = sorted({t for cells in grid.values() for t in cells})
-    baselines = {w: claims.errors_measure(claims.select(records, "baseline", width=w),
-                                              "baseline_errors") for w in grid}
-    return {"widths": list(grid), "temperatures": temps, "grid": grid,
-            "baselines": {w: m for w, m in baselines.items() if m}}
-
-
-def bias_table(runs: list[RunRecord], errors_key: str, classes_key: str | None) -> list[dict]:
-    """One row per bias protocol: chosen shifts, test errors and errors on shifted classes."""
-    rows = []
-    for name, label in claims.PROTOCOL_LABELS.items():
-        total = claims.protocol_measure(runs, name, errors_key)
-        if total is None:
-            continue
-        shifts = claims.protocol_shifts(runs, name) or [0.0]
-        row = {"protocol": label, "errors": total,
-               "shifts": ", ".join(f"{s:+g}" if s else "0" for s in shifts), "in_classes": None,
-               "pct_right": None}
-        if classes_key:
-            row["in_classes"] = claims.protocol_measure(runs, name, classes_key, True)
-            pairs = claims.protocol_pairs(runs, name, True)
-            row["pct_right"] = Measure.of([(t - e, t) for e, t in pairs], 100)
-        rows.append(row)
-    return rows
-
-
-def _published(*keys: str) -> dict:
-    return {k: claims.paper_facts()["values"][k]["value"] for k in keys}
-
-
-def omit3_view(records: list[RunRecord], data_path: Path | None) -> dict:
-    """Tables and figures of the student trained without 3s (section 3, paragraph 3)."""
-    runs = claims.select(records, "omit", classes="3")
-    paper = _published("omit3_errors", "omit3_errors_on_3s", "omit3_shifted_errors",
-                       "omit3_shifted_errors_on_3s", "omit3_bias_shift")
-    threes = claims.paper_facts()["values"]["omit3_errors_on_3s"]["denominator"]
-    paper["pct_right_as_trained"] = 100 - 100 * paper["omit3_errors_on_3s"] / threes
-    paper["pct_right_shifted"] = 100 - 100 * paper["omit3_shifted_errors_on_3s"] / threes
-    view = {"runs": len(runs), "paper": paper, "figures": {}, "grid_note": "",
-            "table": bias_table(runs, "omit3_errors", "omit3_errors_on_3s")}
-    if not runs:
-        return view
-    with_bias = [r for r in runs if r.bias and "paper" in r.bias.get("protocols", {})]
-    per_class = {"as trained": _mean_lists([r.metrics["per_class_errors"] for r in runs])}
-    matrices = {"as trained": _sum_matrices([r.metrics["confusion"] for r in runs])}
-    if with_bias:
-        view["figures"]["omit3_sweep"] = plots.bias_sweep_figure(with_bias, "no 3s")
-        shifted = [r.bias["protocols"]["paper"] for r in with_bias]
-        label = f"paper's shift {with_bias[0].bias['paper_shift']:+g}"
-        per_class[label] = _mean_lists([p["per_class_errors"] for p in shifted])
-        matrices[label] = _sum_matrices([p["confusion"] for p in shifted])
-    view["figures"]["omit3_per_class"] = plots.per_class_figure(per_class)
-    view["figures"]["omit3_confusion"] = plots.confusion_figure(matrices)
-    view["grid_note"] = _wrong_threes(with_bias, data_path, view["figures"])
-    return view
-
-
-def _mean_lists(lists: list[list[float]]) -> list[float]:
-    return [sum(col) / len(col) for col in zip(*lists)]
-
-
-def _sum_matrices(matrices: list[list[list[int]]]) -> list[list[int]]:
-    return [[sum(cells) for cells in zip(*rows)] for rows in zip(*matrices)]
-
-
-def _wrong_threes(runs: list[RunRecord], data_path: Path | None, figures: dict) -> str:
-    """Add the grid of still-wrong test 3s to ``figures``; return a note when skipped."""
-    if not runs:
-        return "no bias.json with the paper's shift yet; grid skipped"
-    if data_path is None or not Path(data_path).is_file():
-        return f"MNIST cache not found at {data_path}; grid of wrong 3s skipped"
-    try:
-        from kdrepro.data.mnist import load_mnist
-
-        mnist = load_mnist(Path(data_path), verify=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable cache only skips the grid
-        return f"MNIST cache {data_path} unreadable ({type(exc).__name__}); grid skipped"
-    labels = [int(v) for v in mnist.test_labels]
-    wrong = [i for i in runs[0].bias["protocols"]["paper"]["wrong_indices"]
-             if i < len(labels) and labels[i] == 3]
-    if not wrong:
-        return "the first seed gets every test 3 right after the paper's shift"
-    figures["omit3_wrong_threes"] = plots.image_grid_figure(
-        mnist.test_images[wrong], f"{len(wrong)} test 3s still wrong ({runs[0].run})")
-    return ""
-
-
-def keep78_view(records: list[RunRecord]) -> dict:
-    """Tables and figure of the student trained on only 7s and 8s (section 3, paragraph 3)."""
-    runs = claims.select(records, "keep", classes="78")
-    view = {"runs": len(runs), "table": bias_table(runs, "keep78_error_pct", None),
-            "paper": _published("keep78_error_pct", "keep78_bias_shift",
-                                "keep78_shifted_error_pct"), "figures": {}}
-    with_bias = [r for r in runs if r.bias]
-    if with_bias:
-        view["figures"]["keep78_sweep"] = plots.bias_sweep_figure(with_bias, "only 7s and 8s")
-    return view
-
-
-SPEED_FILE = Path("speed") / "train_speed.json"
-
-
-def speed_view(results_dir: Path) -> dict | None:
-    """The training-speed benchmark's targets, when its rule has run (appendix)."""
-    path = Path(results_dir) / SPEED_FILE
-    if not path.is_file():
-        return None
-    figures = json.loads(path.read_text(encoding="utf-8"))
-    rows = [{"target": t["target"], "value": t["value"], "threshold": t["threshold"],
-             "op": t["op"], "passed": t["passed"], "tainted": bool(t.get("tainted_by"))}
-            for t in figures.get("targets", {}).values()]
-    meta = figures.get("meta", {})
-    return {"file": str(path), "rows": rows, "date": meta.get("date"),
-            "cpu": meta.get("cpu"), "quick": meta.get("quick"), "threads": meta.get("threads")}
-
-
-def build_view(results_dir: Path, data_path: Path | None = None) -> dict:
-    """Everything the templates show, read from ``results_dir`` and ``paper.yaml``."""
-    records = load_runs(results_dir)
-    facts = claims.paper_facts()
-    ledger = claims.ledger(records)
-    temps = temperature_table(records)
-    omit3, keep78 = omit3_view(records, data_path), keep78_view(records)
-    figures = {**omit3.pop("figures"), **keep78.pop("figures")}
-    if temps["grid"]:
-        figures["temperature"] = plots.temperature_figure(temps["grid"], temps["baselines"])
-    series = {"teacher": claims.select(records, "teacher"),
-              "800-800 hard labels": claims.select(records, "baseline", width=800),
-              "800-800 distilled, T = 20": claims.select(records, "distilled", width=800,
-                                                         temperature=20.0)}
-    if any(series.values()):
-        figures["training"] = plots.training_curves_figure(
-            {k: v for k, v in series.items() if v})
-    return {
-        "title": "Distilling the Knowledge in a Neural Network — section 3 (MNIST) reproduced",
-        "results_dir": str(results_dir), "run_count": len(records),
-        "paper": facts["paper"], "blog": facts["blog"],
-        "verdict_rule": claims.VERDICT_RULE, "ledger": ledger,
-        "quotes": [{"quote": f["quote"].strip(), "source": f["source"]}
-                   for f in facts["values"].values()],
-        "verdict_counts": Counter(row.verdict for row in ledger),
-        "main_table": main_table(records), "temperature": temps,
-        "omit3": omit3, "keep78": keep78,
-        "register": assumption_register(records, facts),
-        "provenance": provenance(records, benchmarks_frame(results_dir)),
-        "figures": figures, "captions": FIGURE_CAPTIONS, "speed": speed_view(results_dir),
-    }
-
-
-# ---- writing ---------------------------------------------------------------------------
 
 def figure_png(figure) -> bytes:
     """PNG bytes of a matplotlib Figure (the only place a figure is rasterised)."""
