@@ -70,7 +70,7 @@ def test_results_default_is_the_workflows_folder(app, results, tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["summarize", "-f", "json"])
     assert result.exit_code == 0, result.output
-    assert len(json.loads(result.output)) == 17
+    assert len(json.loads(result.output)) == 18
 
 
 @pytest.mark.parametrize("command", [["collect", "--results", "{missing}", "--out", "{tmp}/x.csv"],
