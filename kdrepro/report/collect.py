@@ -59,10 +59,15 @@ class RunRecord:
 
 
 def _read_json(path: Path) -> dict:
+    """A JSON object (metrics, manifest, bias); anything else names the file."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ResultsError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path} holds a JSON {type(data).__name__}, expected an object "
+                           "written by kdrepro")
+    return data
 
 
 def _optional_json(path: Path) -> dict | None:
