@@ -344,3 +344,8 @@ def test_model_passed_as_data(world):
     line = assert_refused(world["root"], train_args(world, world["teacher"], BASELINE)[:4]
                           + [model, "--out-dir", world["root"] / "new"], model, "model file")
     assert "delete" not in line
+
+
+def test_collect_out_over_a_runs_file(world):
+    metrics = world["baseline"] / "metrics.json"
+    assert_refused(world["root"], ["collect", world["root"], "--out", metrics], metrics)

@@ -210,6 +210,9 @@ def collect_frame(results_dir: Path) -> pd.DataFrame:
 
 def write_collected(results_dir: Path, out: Path) -> pd.DataFrame:
     """Collect ``results_dir`` and write the table to ``out`` as CSV (temp file + os.replace)."""
+    from kdrepro.outputs import check_output_file
+
+    check_output_file(Path(out), "--out", inputs={}, replaceable=())
     frame = collect_frame(results_dir)
     write_atomic(Path(out), frame.to_csv(index=False))
     return frame
