@@ -229,6 +229,21 @@ def test_cache_of_other_data_with_recomputed_hashes(world, tmp_path):
     assert_refused(world["root"], args, forged, "other data than the pinned MNIST")
 
 
+def test_other_data_is_accepted_only_on_purpose(world, tmp_path, monkeypatch):
+    from kdrepro.data.mnist import ENV_ACCEPT_SHA256, load_mnist
+
+    payload = torch.load(world["cache"], weights_only=True)
+    payload["test_labels"] = payload["test_labels"].flip(0)
+    hashes = {name: _idx_digest(payload[key]) for key, name in MNIST_FILES.items()}
+    payload.update(raw_sha256=hashes, sha256=combined_sha256(hashes))
+    other = tmp_path / "other.pt"
+    torch.save(payload, other)
+    with pytest.raises(DataError, match=ENV_ACCEPT_SHA256):
+        load_mnist(other)
+    monkeypatch.setenv(ENV_ACCEPT_SHA256, payload["sha256"])
+    assert load_mnist(other).sha256 == payload["sha256"]
+
+
 def test_soft_targets_with_most_rows_replaced(world, tmp_path):
     soft = tmp_path / "soft.pt"
     payload = torch.load(world["soft"], weights_only=True)
@@ -292,6 +307,12 @@ def test_gzip_that_expands_past_the_mnist_size(world, tmp_path):
         "weight-decay-inf", "lr-nan", "omit-without-list", "seed-2^70"])
 def test_spec_out_of_bounds(world, spec, needles):
     assert_refused(world["root"], train_args(world, world["baseline"], spec), *needles)
+
+
+def test_temperature_so_small_the_soft_targets_overflow(world, tmp_path):
+    assert_refused(world["root"], train_args(world, tmp_path / "run", {
+        **DISTILLED, "temperature": 1e-300}, "--soft-targets", world["soft"], "--teacher",
+        world["teacher"] / "model.pt"), "temperature 1e-300", "not finite")
 
 
 def test_seed_override_too_large(world):

@@ -81,10 +81,9 @@ def fetch_mnist(cache: Path, source_dir: Path | None = None, *,
                         f"{list(mnist_sources.SOURCES)}")
     _check_replaceable(cache, source_dir)
     existing = _cached(cache, expected, log)
-    if dict(expected) != RAW_SHA256:
-        accept_data(expected)  # the caller chose these hashes on purpose
     if existing is not None and existing[1] == dict(expected):
         log(f"cache: {cache} is up to date (sha256 {existing[0].sha256})")
+        accept_data(expected)  # verified against hashes the caller chose: loadable here
         return existing[0]
     failures: list[tuple[str, DataError]] = []
     for name in sources:
@@ -101,6 +100,7 @@ def fetch_mnist(cache: Path, source_dir: Path | None = None, *,
             raise DataError(f"{cache} already holds a valid MNIST cache with other data (sha256 "
                             f"{existing[0].sha256}); delete it or choose another --cache path")
         _write_cache(cache, mnist, hashes)
+        accept_data(expected)
         log(f"{name}: verified; wrote {cache} (sha256 {mnist.sha256})")
         return mnist
     reasons = "; ".join(f"{name}: {exc}" for name, exc in failures)

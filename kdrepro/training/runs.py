@@ -68,6 +68,9 @@ def _objective(spec: RunSpec, mnist: MNIST, index: torch.Tensor, logits: torch.T
     if not spec.distilled:
         return (labels,), hard_label_loss
     probs = soft_targets(logits[index], spec.temperature)
+    if not torch.isfinite(probs).all():  # name the cause before training diverges on it
+        raise ValueError(f"the soft targets at temperature {spec.temperature:g} are not finite "
+                         "(the logits overflow when divided by T); choose a larger temperature")
     weight = spec.hard_weight or 0.0
 
     def loss_fn(out, target_probs, target_labels):
