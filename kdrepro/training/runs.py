@@ -98,8 +98,9 @@ def _teacher_logits_for(spec: RunSpec, mnist: MNIST, soft_targets_path, teacher_
     return load_soft_targets(soft_targets_path, teacher_path, mnist)
 
 
-def _commit_run(out_dir: Path, model: MLP, metrics: dict, manifest_fields: dict) -> None:
-    """model.pt, metrics.json and manifest.json (which hashes the other two), all at once."""
+def commit_run(out_dir: Path, model: MLP, metrics: dict, manifest_fields: dict) -> None:
+    """model.pt, metrics.json and manifest.json (which hashes the other two), all at once
+    (kdrepro.io.commit_folder). Call it under kdrepro.io.folder_lock(out_dir)."""
     files = {"model.pt": model_bytes(model),
              "metrics.json": (json.dumps(metrics, indent=2) + "\n").encode("utf-8")}
     record = manifest(**manifest_fields, outputs={})
@@ -179,7 +180,7 @@ def _train_locked(spec, data_cache, out_dir, label, soft_targets_path, teacher_p
     summary = error_summary(predict_logits(model, test_images), test_labels)
     metrics = _run_metrics(spec, label, index, history, summary, time.perf_counter() - tic)
     inputs = {"soft_targets": soft_targets_path, "teacher": teacher_path} if spec.distilled else {}
-    _commit_run(out_dir, model, metrics, dict(
+    commit_run(out_dir, model, metrics, dict(
         spec=spec.to_dict(), data_sha256=mnist.sha256, device=str(device), threads=threads,
         wall_seconds=time.perf_counter() - tic, started=started, inputs=inputs))
     checkpoint.remove()
