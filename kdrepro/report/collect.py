@@ -58,10 +58,15 @@ class RunRecord:
 
 
 def _read_json(path: Path) -> dict:
+    """A JSON object (metrics, manifest, bias); anything else names the file."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ResultsError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path} holds a JSON {type(data).__name__}, expected an object "
+                           "written by kdrepro")
+    return data
 
 
 def _optional_json(path: Path) -> dict | None:
@@ -204,6 +209,9 @@ def collect_frame(results_dir: Path) -> pd.DataFrame:
 
 def write_collected(results_dir: Path, out: Path) -> pd.DataFrame:
     """Collect ``results_dir`` and write the table to ``out`` as CSV (temp file + os.replace)."""
+    from kdrepro.outputs import check_output_file
+
+    check_output_file(Path(out), "--out", inputs={}, replaceable=())
     frame = collect_frame(results_dir)
     write_atomic(Path(out), frame.to_csv(index=False))
     return frame

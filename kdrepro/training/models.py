@@ -15,6 +15,9 @@ from torch import nn
 
 IN_FEATURES = 784
 NUM_CLASSES = 10
+# Bounds that keep a network within one machine (the paper's teacher, 1200-1200, has
+# 2.4M weights); checked before anything is allocated, for specs and model files alike.
+MAX_LAYERS, MAX_WIDTH, MAX_WEIGHTS = 8, 16_384, 50_000_000
 # Keep probabilities are drawn from 16 random bits (see `dropout_mask`).
 _MASK_BITS = 16
 
@@ -144,6 +147,27 @@ def _renorm_rows_cpu(weight: torch.Tensor, max_norm: float) -> None:
     weight[rows] = weight[rows] * factor[rows]
 
 
+def weight_count(hidden: Sequence[int]) -> int:
+    """Weights and biases of a 784-...-10 network with these hidden widths."""
+    sizes = [IN_FEATURES, *hidden, NUM_CLASSES]
+    return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+
+
+def hidden_ok(hidden) -> bool:
+    """1..MAX_LAYERS integer widths in 1..MAX_WIDTH, at most MAX_WEIGHTS weights in all."""
+    return (isinstance(hidden, (list, tuple)) and 1 <= len(hidden) <= MAX_LAYERS
+            and all(isinstance(h, int) and not isinstance(h, bool) and 1 <= h <= MAX_WIDTH
+                    for h in hidden) and weight_count(hidden) <= MAX_WEIGHTS)
+
+
+def model_bytes(model: MLP) -> bytes:
+    """The bytes of a model file: {architecture, state_dict} as `torch.save` writes them."""
+    from kdrepro.io import torch_bytes
+
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return torch_bytes({"architecture": model.architecture(), "state_dict": state})
+
+
 def save_model(model: MLP, path: Path) -> None:
     """Write {architecture, state_dict} atomically (temp file + rename)."""
     from kdrepro.io import torch_save_atomic
@@ -161,6 +185,8 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> MLP:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(saved, dict) or not {"architecture", "state_dict"} <= saved.keys():
             raise TypeError("not an {architecture, state_dict} mapping")
+        if not hidden_ok(saved["architecture"].get("hidden")):
+            raise ValueError("hidden widths out of bounds")  # before allocating them
         model = MLP(**saved["architecture"])
         model.load_state_dict(saved["state_dict"])
     except Exception as exc:  # truncated, foreign or tampered files all land here
@@ -168,4 +194,8 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> MLP:
         raise ModelFileError(
             f"{path} is not a kdrepro model file (expected a state_dict saved by "
             f"`kdrepro train`; loading failed with {type(exc).__name__})") from None
+    bad = [name for name, t in model.state_dict().items() if not torch.isfinite(t).all()]
+    if bad:
+        raise ModelFileError(f"{path} holds non-finite weights (NaN or infinity in {bad[0]}); "
+                             "it cannot be evaluated or distilled from")
     return model.to(device)

@@ -6,7 +6,9 @@ calls it and the Snakefile calls the CLI.
 
 from __future__ import annotations
 
+import json
 import time
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
@@ -15,13 +17,34 @@ import torch
 
 from kdrepro.data.mnist import MNIST, load_mnist
 from kdrepro.data.transfer import class_indices, validation_split
-from kdrepro.io import read_json, write_json
-from kdrepro.provenance import make_generator, manifest, resolve_device, seed_everything
+from kdrepro.io import (
+    OutputError,
+    bytes_sha256,
+    commit_folder,
+    folder_lock,
+    read_json_object,
+    write_json,
+)
+from kdrepro.outputs import (
+    RUN_FILES,
+    check_not_input,
+    check_output_file,
+    check_run_folder,
+    file_kind,
+    run_folder_of,
+)
+from kdrepro.provenance import (
+    file_sha256,
+    make_generator,
+    manifest,
+    resolve_device,
+    seed_everything,
+)
 from kdrepro.training import bias
 from kdrepro.training.checkpoint import FileCheckpoint
 from kdrepro.training.engine import error_summary, fit, predict_logits
 from kdrepro.training.losses import distillation_loss, hard_label_loss, soft_targets
-from kdrepro.training.models import MLP, load_model, save_model
+from kdrepro.training.models import MLP, load_model, model_bytes
 from kdrepro.training.soft_targets import load_soft_targets, save_soft_targets, teacher_logits
 from kdrepro.training.spec import RunSpec, fingerprint, spec_from_dict
 
@@ -45,6 +68,9 @@ def _objective(spec: RunSpec, mnist: MNIST, index: torch.Tensor, logits: torch.T
     if not spec.distilled:
         return (labels,), hard_label_loss
     probs = soft_targets(logits[index], spec.temperature)
+    if not torch.isfinite(probs).all():  # name the cause before training diverges on it
+        raise ValueError(f"the soft targets at temperature {spec.temperature:g} are not finite "
+                         "(the logits overflow when divided by T); choose a larger temperature")
     weight = spec.hard_weight or 0.0
 
     def loss_fn(out, target_probs, target_labels):
@@ -72,29 +98,81 @@ def _teacher_logits_for(spec: RunSpec, mnist: MNIST, soft_targets_path, teacher_
     return load_soft_targets(soft_targets_path, teacher_path, mnist)
 
 
-def _write_run(out_dir: Path, model: MLP, metrics: dict, manifest_fields: dict) -> None:
-    """model.pt, metrics.json, then manifest.json (which hashes the other two)."""
-    out_dir = Path(out_dir)
-    save_model(model, out_dir / "model.pt")
-    write_json(out_dir / "metrics.json", metrics)
-    outputs = {"model.pt": out_dir / "model.pt", "metrics.json": out_dir / "metrics.json"}
-    write_json(out_dir / "manifest.json", manifest(**manifest_fields, outputs=outputs))
+def commit_run(out_dir: Path, model: MLP, metrics: dict, manifest_fields: dict) -> None:
+    """model.pt, metrics.json and manifest.json (which hashes the other two), all at once
+    (kdrepro.io.commit_folder). Call it under kdrepro.io.folder_lock(out_dir)."""
+    files = {"model.pt": model_bytes(model),
+             "metrics.json": (json.dumps(metrics, indent=2) + "\n").encode("utf-8")}
+    record = manifest(**manifest_fields, outputs={})
+    record["outputs"] = {name: bytes_sha256(data) for name, data in files.items()}
+    files["manifest.json"] = (json.dumps(record, indent=2) + "\n").encode("utf-8")
+    commit_folder(out_dir, files)
+
+
+def _check_checkpoint(path: Path, out_dir: Path, inputs: dict, explicit: bool) -> None:
+    """Refuse a checkpoint path that is an input, a run file, or a file of another kind."""
+    run_files = {f"run's {name}": Path(out_dir) / name for name in RUN_FILES}
+    check_not_input(path, "--checkpoint", {**inputs, **run_files})
+    kind = file_kind(path)
+    if kind not in ("missing", "checkpoint"):
+        raise OutputError(f"--checkpoint {path} is a {kind}, not a training checkpoint; only "
+                          "checkpoints are resumed and removed: choose another path")
+    folder = run_folder_of(path)
+    if explicit and folder is not None and folder != Path(out_dir).resolve():
+        raise OutputError(f"--checkpoint {path} is inside the folder of another run ({folder}); "
+                          "choose a path outside it")
+
+
+def _claim_checkpoint(path: Path, run_print: str, explicit: bool) -> FileCheckpoint:
+    """The run's checkpoint; an explicit one of another configuration is never replaced."""
+    checkpoint = FileCheckpoint(path, run_print)
+    if explicit and path.is_file():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or state.get("fingerprint") != run_print:
+            raise OutputError(f"--checkpoint {path} belongs to another run configuration (spec, "
+                              "data or teacher); it is left alone: choose another path")
+    return checkpoint
+
+
+def _run_fingerprint(spec: RunSpec, mnist: MNIST, soft_targets_path, teacher_path) -> str:
+    """Spec, data and, for distilled runs, the teacher and soft targets actually used."""
+    if not spec.distilled:
+        return fingerprint(spec, mnist.sha256)
+    return fingerprint(spec, mnist.sha256, file_sha256(teacher_path),
+                       file_sha256(soft_targets_path))
 
 
 def train_run(spec: RunSpec, data_cache: Path, out_dir: Path, *, label: str,
               soft_targets_path: Path | None = None, teacher_path: Path | None = None,
               checkpoint_path: Path | None = None, threads: int = 1,
               on_epoch: Callable[[dict], None] | None = None) -> dict:
-    """Train one network of section 3 and write model.pt, metrics.json, manifest.json."""
+    """Train one network of section 3 and write model.pt, metrics.json, manifest.json.
+
+    Nothing is written unless every output path is safe (kdrepro.outputs); the run
+    folder is locked while the run trains and appears all at once when it is done.
+    """
+    out_dir = Path(out_dir)
+    inputs = {"--data": data_cache, "--soft-targets": soft_targets_path, "--teacher": teacher_path}
+    check_run_folder(out_dir, "--out-dir", inputs)
+    explicit = checkpoint_path is not None
+    checkpoint_path = Path(checkpoint_path or out_dir / "checkpoint.pt")
+    _check_checkpoint(checkpoint_path, out_dir, inputs, explicit)
+    with folder_lock(out_dir):
+        return _train_locked(spec, data_cache, out_dir, label, soft_targets_path, teacher_path,
+                             checkpoint_path, explicit, threads, on_epoch)
+
+
+def _train_locked(spec, data_cache, out_dir, label, soft_targets_path, teacher_path,
+                  checkpoint_path, explicit, threads, on_epoch) -> dict:
     started, tic = datetime.now(timezone.utc), time.perf_counter()
     mnist, device = load_mnist(data_cache), resolve_device(spec.device)
     logits = _teacher_logits_for(spec, mnist, soft_targets_path, teacher_path)
     index = transfer_indices(spec, mnist.train_labels)
     targets, loss_fn = _objective(spec, mnist, index, logits)
+    checkpoint = _claim_checkpoint(checkpoint_path, _run_fingerprint(
+        spec, mnist, soft_targets_path, teacher_path), explicit)
     seed_everything(spec.seed)
     model = MLP(spec.hidden, spec.input_dropout, spec.hidden_dropout, spec.max_norm).to(device)
-    checkpoint = FileCheckpoint(checkpoint_path or Path(out_dir) / "checkpoint.pt",
-                                fingerprint(spec, mnist.sha256))
     test_images, test_labels = mnist.test_images.to(device), mnist.test_labels.to(device)
     history = fit(model, mnist.train_images[index].to(device), [t.to(device) for t in targets],
                   loss_fn, spec.train_config(), make_generator(spec.seed, device),
@@ -102,32 +180,54 @@ def train_run(spec: RunSpec, data_cache: Path, out_dir: Path, *, label: str,
     summary = error_summary(predict_logits(model, test_images), test_labels)
     metrics = _run_metrics(spec, label, index, history, summary, time.perf_counter() - tic)
     inputs = {"soft_targets": soft_targets_path, "teacher": teacher_path} if spec.distilled else {}
-    _write_run(out_dir, model, metrics, dict(
+    commit_run(out_dir, model, metrics, dict(
         spec=spec.to_dict(), data_sha256=mnist.sha256, device=str(device), threads=threads,
         wall_seconds=time.perf_counter() - tic, started=started, inputs=inputs))
     checkpoint.remove()
     return metrics
 
 
+def _run_folder_lock(path: Path):
+    """The lock of the run folder ``path`` lies in (soft targets, bias.json), if any."""
+    folder = run_folder_of(path)
+    return folder_lock(folder) if folder is not None else nullcontext()
+
+
 def soft_targets_run(teacher_path: Path, data_cache: Path, out: Path, threads: int = 1) -> None:
     """Compute and store the teacher's logits on the training set (+ manifest)."""
+    teacher_path, out = Path(teacher_path), Path(out)
+    inputs = {"--teacher": teacher_path, "--data": data_cache}
+    record_path = out.with_suffix(".manifest.json")
+    check_output_file(out, "--out", inputs=inputs, replaceable=("soft-target file",),
+                      own_folders=[teacher_path.parent])
+    check_output_file(record_path, "--out's manifest", inputs=inputs, replaceable=("manifest",),
+                      own_folders=[teacher_path.parent])
     tic = time.perf_counter()
-    mnist = load_mnist(data_cache)
-    logits = teacher_logits(load_model(teacher_path), mnist)
-    save_soft_targets(out, logits, teacher_path, mnist)
-    write_json(Path(out).with_suffix(".manifest.json"), manifest(
-        {"soft_targets_of": str(teacher_path)}, data_sha256=mnist.sha256, device="cpu",
-        threads=threads, wall_seconds=time.perf_counter() - tic,
-        inputs={"teacher": Path(teacher_path)}, outputs={Path(out).name: Path(out)}))
+    with _run_folder_lock(out):
+        mnist = load_mnist(data_cache)
+        logits = teacher_logits(load_model(teacher_path), mnist)
+        save_soft_targets(out, logits, teacher_path, mnist)
+        write_json(record_path, manifest(
+            {"soft_targets_of": str(teacher_path)}, data_sha256=mnist.sha256, device="cpu",
+            threads=threads, wall_seconds=time.perf_counter() - tic,
+            inputs={"teacher": teacher_path}, outputs={out.name: out}))
 
 
 def _logits_and_labels(model, images, labels) -> tuple[torch.Tensor, torch.Tensor]:
     return predict_logits(model, images), labels
 
 
+def _run_spec(run_dir: Path) -> RunSpec:
+    record = read_json_object(run_dir / "manifest.json", "manifest")
+    if not isinstance(record.get("spec"), dict):
+        raise ValueError(f"manifest {run_dir / 'manifest.json'} has no 'spec' object; "
+                         "it was not written by `kdrepro train`")
+    return spec_from_dict(record["spec"])
+
+
 def shifted_classes(run_dir: Path) -> tuple[str, list[int]]:
     """("omit" or "keep", classes) of a trained transfer run, from its manifest's spec."""
-    spec = spec_from_dict(read_json(Path(run_dir) / "manifest.json")["spec"])
+    spec = _run_spec(Path(run_dir))
     if not (spec.omit or spec.keep):
         raise ValueError(f"{run_dir} is not an omit/keep run: its spec shifts no class")
     return ("omit", list(spec.omit)) if spec.omit else ("keep", list(spec.keep))
@@ -136,11 +236,15 @@ def shifted_classes(run_dir: Path) -> tuple[str, list[int]]:
 def bias_run(run_dir: Path, data_cache: Path, paper_shift: float,
              shifts: Sequence[float], out: Path) -> dict:
     """Sweep the shifted classes' biases of a trained omit/keep run; write bias.json."""
-    run_dir = Path(run_dir)
-    spec = spec_from_dict(read_json(run_dir / "manifest.json")["spec"])
+    run_dir, out = Path(run_dir), Path(out)
+    inputs = {"--data": data_cache, **{f"run's {n}": run_dir / n for n in RUN_FILES}}
+    check_output_file(out, "--out", inputs=inputs, replaceable=("bias.json",),
+                      own_folders=[run_dir])
+    spec = _run_spec(run_dir)
     classes = list(spec.omit or spec.keep)
     if not classes:
         raise ValueError(f"{run_dir} is not an omit/keep run: its spec shifts no class")
+    run_name = read_json_object(run_dir / "metrics.json", "metrics file").get("run")
     mnist, model = load_mnist(data_cache), load_model(run_dir / "model.pt")
     test = _logits_and_labels(model, mnist.test_images, mnist.test_labels)
     validation = None
@@ -150,14 +254,18 @@ def bias_run(run_dir: Path, data_cache: Path, paper_shift: float,
         validation = _logits_and_labels(model, mnist.train_images[val_index],
                                         mnist.train_labels[val_index])
     result = bias.bias_experiment(test, validation, classes, paper_shift, shifts)
-    payload = {"schema": SCHEMA, "run": read_json(run_dir / "metrics.json")["run"], **result}
-    write_json(Path(out), payload)
+    payload = {"schema": SCHEMA, "run": run_name, **result}
+    with _run_folder_lock(out):
+        write_json(out, payload)
     return payload
 
 
 def evaluate_run(model_path: Path, data_cache: Path, out: Path,
                  bias_shift: dict[int, float] | None = None) -> dict:
     """Test-set metrics of a saved model, optionally with shifted output biases."""
+    model_path, out = Path(model_path), Path(out)
+    check_output_file(out, "--out", inputs={"--model": model_path, "--data": data_cache},
+                      replaceable=("evaluation JSON",), own_folders=[model_path.parent])
     mnist, model = load_mnist(data_cache), load_model(model_path)
     logits = predict_logits(model, mnist.test_images)
     for cls, shift in (bias_shift or {}).items():
@@ -165,5 +273,6 @@ def evaluate_run(model_path: Path, data_cache: Path, out: Path,
     metrics = {"schema": SCHEMA, "model": str(model_path),
                "bias_shift": {str(k): v for k, v in (bias_shift or {}).items()},
                **error_summary(logits, mnist.test_labels), "data_sha256": mnist.sha256}
-    write_json(Path(out), metrics)
+    with _run_folder_lock(out):
+        write_json(out, metrics)
     return metrics

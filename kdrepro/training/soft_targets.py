@@ -2,8 +2,9 @@
 
 Section 3's transfer set is not jittered, so every student distilled from a
 teacher sees the same teacher logits: they are a file target keyed by the
-teacher file's SHA-256, and students read rows of it. A cheap spot check
-recomputes a few rows with the live teacher before a student trains.
+teacher file's SHA-256, and students read rows of it. Before a student trains,
+every row is checked against a SHA-256 of the logits written with them, and a
+cheap spot check recomputes a few rows with the live teacher.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from pathlib import Path
 import torch
 
 from kdrepro.data.mnist import MNIST
-from kdrepro.io import torch_save_atomic
+from kdrepro.io import bytes_sha256, torch_save_atomic
 from kdrepro.provenance import file_sha256
 from kdrepro.training.engine import predict_logits
-from kdrepro.training.models import MLP, load_model
+from kdrepro.training.models import MLP, NUM_CLASSES, load_model
 
 SPOT_CHECK_ROWS = 16
 
@@ -30,11 +31,33 @@ def teacher_logits(teacher: MLP, mnist: MNIST) -> torch.Tensor:
     return predict_logits(teacher, mnist.train_images).cpu()
 
 
+def logits_sha256(logits: torch.Tensor) -> str:
+    """SHA-256 of the float32 logits' bytes (every row)."""
+    return bytes_sha256(logits.detach().cpu().float().contiguous().numpy().tobytes())
+
+
 def save_soft_targets(path: Path, logits: torch.Tensor, teacher_path: Path, mnist: MNIST) -> None:
-    """Write the logits with the teacher's and the data's checksums, atomically."""
-    payload = {"logits": logits.float().contiguous(), "teacher_sha256": file_sha256(teacher_path),
-               "data_sha256": mnist.sha256}
+    """Write the logits with their own, the teacher's and the data's checksums, atomically."""
+    logits = logits.float().contiguous()
+    payload = {"logits": logits, "logits_sha256": logits_sha256(logits),
+               "teacher_sha256": file_sha256(teacher_path), "data_sha256": mnist.sha256}
     torch_save_atomic(path, payload)
+
+
+def _check_logits(path: Path, payload: dict) -> torch.Tensor:
+    """float32 [N, 10], finite, and equal to the hash written with them."""
+    logits = payload["logits"]
+    if logits.dim() != 2 or logits.shape[1] != NUM_CLASSES or logits.dtype != torch.float32:
+        raise SoftTargetError(f"{path} holds {logits.dtype} logits of shape {list(logits.shape)}, "
+                              f"expected float32 [N, {NUM_CLASSES}]; rebuild it with "
+                              "`kdrepro soft-targets`")
+    if not torch.isfinite(logits).all():
+        raise SoftTargetError(f"{path} holds non-finite logits (NaN or infinity); rebuild it "
+                              "with `kdrepro soft-targets` from a finite teacher")
+    if payload.get("logits_sha256") != logits_sha256(logits):
+        raise SoftTargetError(f"{path}: its logits do not match the SHA-256 written with them "
+                              "(changed after `kdrepro soft-targets` wrote them); rebuild it")
+    return logits
 
 
 def load_soft_targets(path: Path, teacher_path: Path, mnist: MNIST) -> torch.Tensor:
@@ -44,10 +67,10 @@ def load_soft_targets(path: Path, teacher_path: Path, mnist: MNIST) -> torch.Ten
         payload = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(payload, dict) or not isinstance(payload.get("logits"), torch.Tensor):
             raise TypeError("not a mapping with a 'logits' tensor")
-        logits = payload["logits"]
     except Exception as exc:  # never relay torch's weights_only=False advice
         raise SoftTargetError(f"{path} is not a soft-target file written by `kdrepro "
                               f"soft-targets` (loading failed with {type(exc).__name__})") from None
+    logits = _check_logits(path, payload)
     if payload.get("teacher_sha256") != file_sha256(teacher_path):
         raise SoftTargetError(f"{path} was computed from another teacher than {teacher_path}; "
                               "rebuild it with `kdrepro soft-targets`")

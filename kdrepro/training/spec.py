@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdrepro.training.engine import TrainConfig
+from kdrepro.training.models import MAX_LAYERS, MAX_WEIGHTS, MAX_WIDTH, hidden_ok
 
 ROLES = ("teacher", "baseline", "distilled", "omit", "keep")
 DISTILLED_ROLES = ("distilled", "omit", "keep")
 LR_SCHEDULES = ("geometric", "cosine")
+# Bounds that keep a run within one machine, checked before anything is allocated
+# (network bounds: kdrepro.training.models); the config schema repeats them.
+MAX_EPOCHS, MAX_BATCH = 10_000, 60_000  # 60,000 = the whole MNIST training set
+MAX_SEED = 2**63 - 1  # torch.manual_seed and torch.Generator take 64-bit seeds
+MAX_LR, MAX_WEIGHT_DECAY, MAX_TEMPERATURE, MAX_HARD_WEIGHT, MAX_NORM = 100, 1, 1000, 1000, 1e6
 
 
 class SpecError(ValueError):
@@ -53,40 +60,60 @@ class RunSpec(TrainConfig):
                 for k, v in dataclasses.asdict(self).items()}
 
 
+def _digits(v) -> bool:
+    return all(_int(c) and 0 <= c <= 9 for c in v)
+
+
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 # (key, check, expectation) — checked in order; the first failure is reported.
 _RULES = [
     ("role", lambda v: v in ROLES, f"one of {', '.join(ROLES)}"),
-    ("hidden", lambda v: len(v) >= 1 and all(isinstance(h, int) and h > 0 for h in v),
-     "a non-empty list of positive integers"),
+    ("hidden", hidden_ok, f"a list of 1..{MAX_LAYERS} integer widths in 1..{MAX_WIDTH} "
+     f"with at most {MAX_WEIGHTS:,} weights in all"),
     ("input_dropout", lambda v: 0 <= v < 1, "a probability in [0, 1)"),
     ("hidden_dropout", lambda v: 0 <= v < 1, "a probability in [0, 1)"),
-    ("max_norm", lambda v: v is None or v > 0, "null or a number > 0"),
-    ("jitter", lambda v: isinstance(v, int) and 0 <= v <= 8, "an integer 0..8 (pixels)"),
-    ("epochs", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-    ("batch_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-    ("lr", lambda v: v > 0, "a number > 0"),
+    ("max_norm", lambda v: v is None or 0 < v <= MAX_NORM, f"null or a number in (0, {MAX_NORM:g}]"),
+    ("jitter", lambda v: _int(v) and 0 <= v <= 8, "an integer 0..8 (pixels)"),
+    ("epochs", lambda v: _int(v) and 1 <= v <= MAX_EPOCHS, f"an integer 1..{MAX_EPOCHS}"),
+    ("batch_size", lambda v: _int(v) and 1 <= v <= MAX_BATCH, f"an integer 1..{MAX_BATCH}"),
+    ("lr", lambda v: 0 < v <= MAX_LR, f"a number in (0, {MAX_LR}]"),
     ("lr_decay", lambda v: 0 < v <= 1, "a number in (0, 1]"),
     ("lr_schedule", lambda v: v in LR_SCHEDULES, f"one of {', '.join(LR_SCHEDULES)}"),
     ("momentum_start", lambda v: 0 <= v < 1, "a number in [0, 1)"),
     ("momentum_end", lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    ("momentum_ramp_epochs", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
-    ("weight_decay", lambda v: v >= 0, "a number >= 0"),
-    ("seed", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
-    ("temperature", lambda v: v is None or v > 0, "null or a number > 0"),
-    ("hard_weight", lambda v: v is None or v >= 0, "null or a number >= 0"),
-    ("omit", lambda v: all(isinstance(c, int) and 0 <= c <= 9 for c in v), "digits 0..9"),
-    ("keep", lambda v: all(isinstance(c, int) and 0 <= c <= 9 for c in v), "digits 0..9"),
+    ("momentum_ramp_epochs", lambda v: _int(v) and 0 <= v <= MAX_EPOCHS,
+     f"an integer 0..{MAX_EPOCHS}"),
+    ("weight_decay", lambda v: 0 <= v <= MAX_WEIGHT_DECAY, f"a number in [0, {MAX_WEIGHT_DECAY}]"),
+    ("seed", lambda v: _int(v) and 0 <= v <= MAX_SEED, "an integer in 0..2^63-1"),
+    ("temperature", lambda v: v is None or 0 < v <= MAX_TEMPERATURE,
+     f"null or a number in (0, {MAX_TEMPERATURE}]"),
+    ("hard_weight", lambda v: v is None or 0 <= v <= MAX_HARD_WEIGHT,
+     f"null or a number in [0, {MAX_HARD_WEIGHT}]"),
+    ("omit", _digits, "a list of digits 0..9"),
+    ("keep", _digits, "a list of digits 0..9"),
     ("validation_fraction", lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    ("validation_seed", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    ("validation_seed", lambda v: _int(v) and 0 <= v <= MAX_SEED, "an integer in 0..2^63-1"),
     ("device", lambda v: v in ("cpu", "cuda", "auto"), "one of cpu, cuda, auto"),
 ]
+
+
+def _number_ok(value) -> bool:
+    """No strings where numbers go, no bools, no NaN or infinities (JSON/YAML allow them)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, tuple):
+        return all(_number_ok(v) for v in value)
+    return True
 
 
 def _check_values(spec: RunSpec) -> None:
     for key, ok, expected in _RULES:
         value = getattr(spec, key)
         try:  # bool is an int subclass: `epochs: true` must not mean 1
-            good = not isinstance(value, bool) and ok(value)
+            good = not isinstance(value, bool) and _number_ok(value) and ok(value)
         except TypeError:
             good = False
         if not good:
@@ -100,6 +127,8 @@ def _check_consistency(spec: RunSpec) -> None:
         raise SpecError(f"role '{spec.role}' trains on hard labels: 'temperature' must be null")
     if spec.omit and spec.keep:
         raise SpecError("set at most one of 'omit' and 'keep'")
+    if spec.role in ("omit", "keep") and not getattr(spec, spec.role):
+        raise SpecError(f"role '{spec.role}' needs a non-empty '{spec.role}' list of digits")
     if spec.omit and len(set(spec.omit)) >= 10:
         raise SpecError(f"'omit' = {list(spec.omit)} leaves an empty transfer set")
 
@@ -107,6 +136,10 @@ def _check_consistency(spec: RunSpec) -> None:
 def spec_from_dict(data: dict) -> RunSpec:
     """Build and validate a RunSpec; unknown keys and bad values are SpecErrors."""
     known = {f.name for f in dataclasses.fields(RunSpec)}
+    odd = [k for k in data if not isinstance(k, str)]
+    if odd:
+        raise SpecError(f"run setting names must be strings, got {odd[0]!r} "
+                        f"({type(odd[0]).__name__})")
     unknown = sorted(set(data) - known)
     if unknown:
         raise SpecError(f"unknown run setting '{unknown[0]}' (known: {', '.join(sorted(known))})")
