@@ -72,13 +72,18 @@ def _teacher_logits_for(spec: RunSpec, mnist: MNIST, soft_targets_path, teacher_
     return load_soft_targets(soft_targets_path, teacher_path, mnist)
 
 
-def _write_run(out_dir: Path, model: MLP, metrics: dict, manifest_fields: dict) -> None:
-    """model.pt, metrics.json, then manifest.json (which hashes the other two)."""
+def _write_run(out_dir: Path, model: MLP, metrics: dict, manifest_fields: dict,
+               extra: dict | None = None) -> None:
+    """model.pt, metrics.json, then manifest.json (which hashes the other two).
+
+    `extra` adds top-level manifest fields (a block-trained student's `block`).
+    """
     out_dir = Path(out_dir)
     save_model(model, out_dir / "model.pt")
     write_json(out_dir / "metrics.json", metrics)
     outputs = {"model.pt": out_dir / "model.pt", "metrics.json": out_dir / "metrics.json"}
-    write_json(out_dir / "manifest.json", manifest(**manifest_fields, outputs=outputs))
+    write_json(out_dir / "manifest.json",
+               {**manifest(**manifest_fields, outputs=outputs), **(extra or {})})
 
 
 def train_run(spec: RunSpec, data_cache: Path, out_dir: Path, *, label: str,
@@ -159,3 +164,8 @@ def evaluate_run(model_path: Path, data_cache: Path, out: Path,
                **error_summary(logits, mnist.test_labels), "data_sha256": mnist.sha256}
     write_json(Path(out), metrics)
     return metrics
+
+
+# kdrepro.training.blocks writes its students' run folders exactly as train_run does.
+run_metrics = _run_metrics
+write_run = _write_run
