@@ -16,7 +16,14 @@ from kdrepro.data.mnist import load_mnist
 from kdrepro.provenance import file_sha256, make_generator, seed_everything
 from kdrepro.report.collect import load_runs
 from kdrepro.training.block_model import StudentBlock
-from kdrepro.training.blocks import block_loss, check_block, fit_block, train_block
+from kdrepro.training.blocks import (
+    block_fingerprint,
+    block_loss,
+    check_block,
+    fit_block,
+    train_block,
+)
+from kdrepro.training.checkpoint import FileCheckpoint
 from kdrepro.training.engine import error_summary, fit, predict_logits
 from kdrepro.training.losses import distillation_loss, soft_targets
 from kdrepro.training.models import MLP, load_model
@@ -144,6 +151,25 @@ def test_block_students_start_from_the_single_runs_initialisation(tmp_path, cach
     b = torch.load(block_dir / "model.pt", weights_only=True)["state_dict"]
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-7)
+
+
+def test_a_checkpoint_of_other_soft_targets_is_ignored(tmp_path, cache, teacher, caplog):
+    """The fingerprint covers the soft targets' bytes: another file means start over."""
+    teacher_path, soft = teacher
+    other = tmp_path / "soft.pt"
+    torch.save({**torch.load(soft, weights_only=True), "note": "another file"}, other)
+    specs, checkpoint = _specs(), tmp_path / "block.pt"
+    sha = load_mnist(cache).sha256
+    assert block_fingerprint(specs, sha, file_sha256(soft)) != \
+        block_fingerprint(specs, sha, file_sha256(other))
+    FileCheckpoint(checkpoint, block_fingerprint(specs, sha, file_sha256(soft))).save(
+        {"epoch": STUDENT["epochs"], "model": {}, "history": []})
+    with caplog.at_level("WARNING"):
+        train_block(specs, cache, [tmp_path / str(k) for k in range(3)], labels=["a", "b", "c"],
+                    soft_targets_path=other, teacher_path=teacher_path, checkpoint_path=checkpoint)
+    assert "belongs to another configuration" in caplog.text
+    history = json.loads((tmp_path / "0" / "metrics.json").read_text())["history"]
+    assert len(history) == STUDENT["epochs"], "trained from scratch, not resumed"
 
 
 @pytest.mark.parametrize("temperatures, needle", [
