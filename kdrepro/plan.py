@@ -73,6 +73,25 @@ def grid_cells(config: dict, width: int) -> list[tuple[float, int]]:
     return [(t, s) for t in temps for s in seeds]
 
 
+def grid_blocks(config: dict) -> list[dict]:
+    """The temperature grid as student blocks: one per (width, seed), every T of that width.
+
+    A block is trained by one `kdrepro train-block` job (kdrepro.training.blocks):
+    its students share initialisation and batch order, a paired design across T.
+    Each entry: name (a rule-name suffix), width, seed, temperatures, runs.
+    """
+    blocks = []
+    for width in dict.fromkeys(config["temperature_grid"]["widths"]):
+        cells = grid_cells(config, width)
+        for seed in dict.fromkeys(s for _, s in cells):
+            temps = list(dict.fromkeys(float(t) for t, s in cells if s == seed))
+            blocks.append({"name": f"h{width}_seed{seed}", "width": width, "seed": seed,
+                           "temperatures": temps,
+                           "runs": [f"distilled/h{width}/T{temp_tag(t)}/seed{seed}"
+                                    for t in temps]})
+    return blocks
+
+
 def transfer_runs(config: dict) -> list[str]:
     """Run names of the omit/keep students (section 3's transfer-set ablations)."""
     return [f"{kind}/c{class_tag(config[kind]['classes'])}/seed{s}"

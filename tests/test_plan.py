@@ -74,3 +74,30 @@ def test_teacher_spec_carries_the_papers_regularisers():
     spec = spec_from_dict(json.loads(plan.teacher_spec(_config(), 1)))
     assert spec.hidden == (1200, 1200) and spec.jitter == 2
     assert spec.input_dropout > 0 and spec.hidden_dropout > 0 and spec.max_norm is not None
+
+
+def test_grid_blocks_cover_the_grid_once_by_width_and_seed():
+    config = _config()
+    blocks = plan.grid_blocks(config)
+    grid_runs = [f"distilled/h{w}/T{plan.temp_tag(t)}/seed{s}"
+                 for w in config["temperature_grid"]["widths"]
+                 for t, s in plan.grid_cells(config, w)]
+    block_runs = [run for block in blocks for run in block["runs"]]
+    assert sorted(block_runs) == sorted(grid_runs) and len(set(block_runs)) == len(block_runs)
+    assert set(block_runs) <= set(plan.experiment_runs(config))
+    keys = [(b["width"], b["seed"]) for b in blocks]
+    assert len(set(keys)) == len(keys) == len({b["name"] for b in blocks})
+    for block in blocks:
+        assert all(f"/h{block['width']}/" in r and r.endswith(f"/seed{block['seed']}")
+                   for r in block["runs"])
+        assert len(block["runs"]) == len(block["temperatures"])
+
+
+def test_grid_blocks_group_temperatures_per_width_and_seed():
+    config = _config({"temperature_grid": {"widths": [30, 300, 30], "temperatures": [1, 2.5],
+                                           "seeds": [1],
+                                           "per_width": [{"width": 30, "seeds": [4, 5]}]}})
+    blocks = {b["name"]: b for b in plan.grid_blocks(config)}
+    assert sorted(blocks) == ["h300_seed1", "h30_seed4", "h30_seed5"]
+    assert blocks["h30_seed5"]["temperatures"] == [1.0, 2.5]
+    assert blocks["h30_seed5"]["runs"] == ["distilled/h30/T1/seed5", "distilled/h30/T2.5/seed5"]

@@ -168,10 +168,12 @@ def bias_cmd(
 
 
 def _mount_subcommands() -> None:
+    from kdrepro.cli.block import register as register_block
     from kdrepro.cli.data import data_app
     from kdrepro.cli.report import register
 
     app.add_typer(data_app, name="data", help="Fetch and verify MNIST.")
+    register_block(app)
     register(app)
 
 

@@ -98,12 +98,16 @@ def _teacher_logits_for(spec: RunSpec, mnist: MNIST, soft_targets_path, teacher_
     return load_soft_targets(soft_targets_path, teacher_path, mnist)
 
 
-def commit_run(out_dir: Path, model: MLP, metrics: dict, manifest_fields: dict) -> None:
+def commit_run(out_dir: Path, model: MLP, metrics: dict, manifest_fields: dict,
+               extra: dict | None = None) -> None:
     """model.pt, metrics.json and manifest.json (which hashes the other two), all at once
-    (kdrepro.io.commit_folder). Call it under kdrepro.io.folder_lock(out_dir)."""
+    (kdrepro.io.commit_folder). Call it under kdrepro.io.folder_lock(out_dir).
+
+    `extra` adds top-level manifest fields (a block-trained student's `block`).
+    """
     files = {"model.pt": model_bytes(model),
              "metrics.json": (json.dumps(metrics, indent=2) + "\n").encode("utf-8")}
-    record = manifest(**manifest_fields, outputs={})
+    record = {**manifest(**manifest_fields, outputs={}), **(extra or {})}
     record["outputs"] = {name: bytes_sha256(data) for name, data in files.items()}
     files["manifest.json"] = (json.dumps(record, indent=2) + "\n").encode("utf-8")
     commit_folder(out_dir, files)
@@ -153,7 +157,7 @@ def train_run(spec: RunSpec, data_cache: Path, out_dir: Path, *, label: str,
     """
     out_dir = Path(out_dir)
     inputs = {"--data": data_cache, "--soft-targets": soft_targets_path, "--teacher": teacher_path}
-    check_run_folder(out_dir, "--out-dir", inputs)
+    check_run_folder(out_dir, "--out", inputs)
     explicit = checkpoint_path is not None
     checkpoint_path = Path(checkpoint_path or out_dir / "checkpoint.pt")
     _check_checkpoint(checkpoint_path, out_dir, inputs, explicit)
@@ -276,3 +280,7 @@ def evaluate_run(model_path: Path, data_cache: Path, out: Path,
     with _run_folder_lock(out):
         write_json(out, metrics)
     return metrics
+
+
+# kdrepro.training.blocks writes its students' run folders exactly as train_run does.
+run_metrics = _run_metrics

@@ -54,13 +54,25 @@ TRAIN = (
     " --threads {threads}"
 )
 DISTIL = " --soft-targets {input.soft_targets} --teacher {input.teacher}"
+TRAIN_BLOCK = (
+    "kdrepro train-block --spec {params.spec:q} --temperatures {params.temperatures}"
+    " --data {input.data} {params.runs} --checkpoint {params.checkpoint} --threads {threads}"
+    + DISTIL
+)
 LOG = " > {log} 2>&1"
 
 
 def by_width(wc):
     """Scheduling priority: wider (slower) students first, so the last job to
-    finish under --cores 2 is a short one and no core idles at the end."""
-    return 2 if int(wc.width) >= 800 else 1 if int(wc.width) >= 300 else 0
+    finish under --cores 2 is a short one and no core idles at the end.
+    `wc` is a job's wildcards or a student block of kdrepro.plan.grid_blocks."""
+    width = int(wc["width"] if isinstance(wc, dict) else wc.width)
+    return 2 if width >= 800 else 1 if width >= 300 else 0
+
+
+def block_runtime(block):
+    """Minutes for a student block: a single run's 60 per 800-unit-equivalent student."""
+    return max(60, round(60 * len(block["runs"]) * block["width"] / 800))
 
 
 TEACHER_SEED = config["teacher"]["seeds"][0]

@@ -87,3 +87,40 @@ rule train_distilled:
         "results/benchmarks/train_distilled/h{width}/T{temp}/seed{seed}.tsv"
     shell:
         TRAIN + DISTIL + LOG
+
+
+# The temperature grid as student blocks (kdrepro.plan.grid_blocks): one job per
+# (width, seed) trains every temperature of that width in one process. Outputs
+# cannot come from wildcards, so each block is its own rule; a rule without
+# wildcards wins over train_distilled (made explicit by the ruleorder), which
+# still trains the distilled cells outside the grid (e.g. h800/T20/seed2).
+for block in plan.grid_blocks(config):
+
+    rule:
+        name:
+            f"train_block_{block['name']}"
+        input:
+            data=DATA,
+            soft_targets=SOFT_TARGETS,
+            teacher=f"{TEACHER}/model.pt",
+        output:
+            [f for run in block["runs"] for f in run_files(f"results/{run}")],
+        params:
+            spec=student_spec("distilled", block["width"], block["seed"], block["temperatures"][0]),
+            temperatures=",".join(plan.temp_tag(t) for t in block["temperatures"]),
+            runs=" ".join(f"--out results/{r} --label {r}" for r in block["runs"]),
+            checkpoint=f"results/checkpoints/blocks/{block['name']}.pt",
+        threads: 1
+        priority: by_width(block)
+        resources:
+            mem_mb=2000,  # measured peak RSS 1.42 GB for ten 300-unit students (docs/results.md)
+            runtime=block_runtime(block),
+            gpu=GPUS,
+        log:
+            f"results/logs/train_block/{block['name']}.log",
+        benchmark:
+            f"results/benchmarks/train_block/{block['name']}.tsv"
+        shell:
+            TRAIN_BLOCK + LOG
+
+    workflow.ruleorder(f"train_block_{block['name']}", "train_distilled")
