@@ -22,8 +22,10 @@ from kdrepro.training.checkpoint import FileCheckpoint
 from kdrepro.training.engine import error_summary, fit, predict_logits
 from kdrepro.training.losses import distillation_loss, hard_label_loss, soft_targets
 from kdrepro.training.models import MLP, load_model, save_model
+from kdrepro.training.precision import gemm_mode, plan_gemm
 from kdrepro.training.soft_targets import load_soft_targets, save_soft_targets, teacher_logits
 from kdrepro.training.spec import RunSpec, fingerprint, spec_from_dict
+from kdrepro.training.threads import ThreadPolicy
 
 SCHEMA = 1
 
@@ -72,13 +74,17 @@ def _teacher_logits_for(spec: RunSpec, mnist: MNIST, soft_targets_path, teacher_
     return load_soft_targets(soft_targets_path, teacher_path, mnist)
 
 
-def _write_run(out_dir: Path, model: MLP, metrics: dict, manifest_fields: dict) -> None:
-    """model.pt, metrics.json, then manifest.json (which hashes the other two)."""
+def _write_run(out_dir: Path, model: MLP, metrics: dict, manifest_fields: dict,
+               engine_fields: dict) -> None:
+    """model.pt, metrics.json, then manifest.json (which hashes the other two).
+
+    `engine_fields`: what the engine decided (precision, GEMM path, threads)."""
     out_dir = Path(out_dir)
     save_model(model, out_dir / "model.pt")
     write_json(out_dir / "metrics.json", metrics)
     outputs = {"model.pt": out_dir / "model.pt", "metrics.json": out_dir / "metrics.json"}
-    write_json(out_dir / "manifest.json", manifest(**manifest_fields, outputs=outputs))
+    record = manifest(**manifest_fields, outputs=outputs)
+    write_json(out_dir / "manifest.json", {**record, **engine_fields})
 
 
 def train_run(spec: RunSpec, data_cache: Path, out_dir: Path, *, label: str,
@@ -96,15 +102,19 @@ def train_run(spec: RunSpec, data_cache: Path, out_dir: Path, *, label: str,
     checkpoint = FileCheckpoint(checkpoint_path or Path(out_dir) / "checkpoint.pt",
                                 fingerprint(spec, mnist.sha256))
     test_images, test_labels = mnist.test_images.to(device), mnist.test_labels.to(device)
-    history = fit(model, mnist.train_images[index].to(device), [t.to(device) for t in targets],
-                  loss_fn, spec.train_config(), make_generator(spec.seed, device),
-                  eval_set=(test_images, test_labels), on_epoch=on_epoch, checkpoint=checkpoint)
-    summary = error_summary(predict_logits(model, test_images), test_labels)
+    gemm, policy = plan_gemm(spec.precision, device), ThreadPolicy(threads)
+    with gemm_mode(gemm, device):
+        history = fit(model, mnist.train_images[index].to(device),
+                      [t.to(device) for t in targets], loss_fn, spec.train_config(),
+                      make_generator(spec.seed, device), eval_set=(test_images, test_labels),
+                      on_epoch=on_epoch, checkpoint=checkpoint, threads=policy)
+        summary = error_summary(predict_logits(model, test_images), test_labels)
     metrics = _run_metrics(spec, label, index, history, summary, time.perf_counter() - tic)
     inputs = {"soft_targets": soft_targets_path, "teacher": teacher_path} if spec.distilled else {}
     _write_run(out_dir, model, metrics, dict(
         spec=spec.to_dict(), data_sha256=mnist.sha256, device=str(device), threads=threads,
-        wall_seconds=time.perf_counter() - tic, started=started, inputs=inputs))
+        wall_seconds=time.perf_counter() - tic, started=started, inputs=inputs),
+        {**gemm.fields(), **policy.summary()})
     checkpoint.remove()
     return metrics
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdrepro.training.engine import TrainConfig
+from kdrepro.training.precision import PRECISIONS
 
 ROLES = ("teacher", "baseline", "distilled", "omit", "keep")
 DISTILLED_ROLES = ("distilled", "omit", "keep")
@@ -36,6 +37,7 @@ class RunSpec(TrainConfig):
     validation_fraction: float = 0.0
     validation_seed: int = 0
     device: str = "cpu"
+    precision: str = "fp32"
 
     @property
     def distilled(self) -> bool:
@@ -79,6 +81,7 @@ _RULES = [
     ("validation_fraction", lambda v: 0 <= v < 1, "a number in [0, 1)"),
     ("validation_seed", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
     ("device", lambda v: v in ("cpu", "cuda", "auto"), "one of cpu, cuda, auto"),
+    ("precision", lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
 ]
 
 
