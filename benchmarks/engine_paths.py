@@ -118,7 +118,8 @@ class BusyCore:
 
     def __enter__(self):
         cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [None]
-        self.process = mp.get_context("fork" if hasattr(os, "fork") else "spawn").Process(target=_spin, args=(cores[-1],), daemon=True)
+        context = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
+        self.process = context.Process(target=_spin, args=(cores[-1],), daemon=True)
         self.process.start()
         time.sleep(0.3)  # let it start spinning
         return self
