@@ -1,4 +1,4 @@
-"""Issue 6's targets, a readable table and the JSON file of the benchmark's figures."""
+"""Issue 6's and issue 12's targets, a readable table and the JSON file of the benchmark's figures."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-PARTS = ("peak", "teacher", "reference", "distill", "jobs")
+PARTS = ("peak", "teacher", "reference", "distill", "jobs", "precision", "contention", "grid30")
 # (key, description, comparison, threshold, parts whose figures it uses)
 TARGETS = [
     ("teacher_roofline_fraction", "teacher epoch >= 60% of the matmul roofline", ">=", 0.60,
@@ -17,6 +17,15 @@ TARGETS = [
      ("distill",)),
     ("parallel_over_series", "two jobs side by side not slower than in series", "<=", 1.0,
      ("jobs",)),
+    ("teacher_speedup_vs_fp32_mkl", "default engine path >= 1.5x plain float32 MKL (teacher "
+     "epoch; where bf16 is native)", ">=", 1.5, ("precision",)),
+    ("engine_speedup_vs_plain", "default engine path >= 2x a plain in-memory PyTorch loop",
+     ">=", 2.0, ("precision",)),
+    ("contention_slowdown", "teacher epoch beside one busy core <= 1.5x its quiet time", "<=",
+     1.5, ("contention",)),
+    # HOOK (issue 12 item 3): filled by benchmarks/blocks.py's measure_grid30 where it exists
+    ("grid30_speedup", "30-unit students per CPU-second, block vs one process per cell >= 3x",
+     ">=", 3.0, ("grid30",)),
 ]
 TAINTED_CORES = 0.1  # other processes' CPU use above which a part's figures are suspect
 
@@ -33,6 +42,15 @@ def _values(results: dict) -> dict:
         values["cached_over_plain"] = results["distill"]["cached_over_plain"]
     if "jobs" in results:
         values["parallel_over_series"] = results["jobs"]["parallel_over_series"]
+    precision = results.get("precision")
+    if precision:
+        if precision["bf16_native"]:
+            values["teacher_speedup_vs_fp32_mkl"] = precision["speedup_vs_fp32_mkl"]
+        values["engine_speedup_vs_plain"] = precision["speedup_vs_plain"]
+    if "contention" in results:
+        values["contention_slowdown"] = results["contention"]["contention_slowdown"]
+    if "grid30" in results:
+        values["grid30_speedup"] = results["grid30"]["value"]
     return values
 
 
@@ -88,6 +106,25 @@ def _rows(results: dict) -> list[tuple[str, str]]:
         rows += [("2 jobs side by side, 1 thread each", f"{j['parallel_1_thread_s']:.1f} s"),
                  ("2 jobs in series, 1 thread each", f"{j['series_1_thread_s']:.1f} s"),
                  ("2 jobs in series, 2 threads each", f"{j['series_2_threads_s']:.1f} s")]
+    return rows + _engine_rows(results)
+
+
+def _engine_rows(results: dict) -> list[tuple[str, str]]:
+    rows = []
+    if "precision" in results:
+        p = results["precision"]
+        rows += [("teacher epoch, fp32 (MKL)", f"{p['fp32_mkl_s']:.2f} s"),
+                 ("teacher epoch, bf16 (oneDNN)", f"{p['bf16_s']:.2f} s"
+                  + ("" if p["bf16_native"] else " (not native: ran fp32)")),
+                 (f"teacher epoch, default path ({p['default_precision']}, "
+                  f"{p['default_gemm_path']})", f"{p['default_s']:.2f} s"),
+                 ("teacher epoch, plain PyTorch loop (fp32)", f"{p['plain_pytorch_s']:.2f} s")]
+    if "contention" in results:
+        c = results["contention"]
+        rows += [("teacher epoch quiet, threads used", f"{c['quiet_s']:.2f} s {c['quiet_threads']}"),
+                 ("  beside one busy core, thread policy", f"{c['busy_s']:.2f} s {c['busy_threads']}"),
+                 (f"  beside one busy core, fixed {c['threads']} threads",
+                  f"{c['busy_fixed_threads_s']:.2f} s")]
     return rows
 
 

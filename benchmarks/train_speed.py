@@ -8,7 +8,12 @@
 3. the same epoch in the 2020 reference style (benchmarks/reference_style.py);
 4. a distillation epoch from cached teacher logits, from a live teacher
    forward per batch, and a plain hard-label epoch of the same student;
-5. two `kdrepro train --threads 1` jobs side by side vs in series.
+5. two `kdrepro train --threads 1` jobs side by side vs in series;
+6. the teacher epoch per GEMM path (fp32 MKL, bf16, the default engine path)
+   and a plain-PyTorch in-memory loop (benchmarks/engine_paths.py);
+7. the default-path teacher epoch quiet vs beside one busy core;
+8. (hook) 30-unit students per CPU-second, block vs one process per cell,
+   from benchmarks/blocks.py's `measure_grid30` where that module exists.
 
 The networks and optimiser settings are read from the workflow's config, so
 the timed maths is what the experiments train. Epochs are timed on a slice
@@ -20,6 +25,8 @@ repeats, and each part records how busy other processes kept the machine.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib
 import os
 import platform
 import sys
@@ -27,11 +34,15 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
-import yaml
+# as the CLI does, before torch loads MKL: float32 bits independent of the thread count
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+
+import torch  # noqa: E402
+import yaml  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, run as a script
 
+import engine_paths  # noqa: E402
 import jobs  # noqa: E402
 import load  # noqa: E402
 import phases  # noqa: E402
@@ -54,18 +65,21 @@ def load_setup(config: Path) -> dict:
     """Teacher, student and distillation settings from the workflow config."""
     cfg = yaml.safe_load(config.read_text(encoding="utf-8"))
     teacher, student = cfg["teacher"], cfg["student"]
-    opt_keys = ("batch_size", "lr", "lr_decay", "momentum_start", "momentum_end",
-                "momentum_ramp_epochs", "weight_decay")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}  # the config may omit some
+
+    def train_config(optimizer: dict, **extra) -> TrainConfig:
+        return TrainConfig(**{k: v for k, v in optimizer.items() if k in known}, **extra)
+
     return {
         "teacher": {"hidden": tuple(teacher["hidden"]), "input_dropout": teacher["input_dropout"],
                     "hidden_dropout": teacher["hidden_dropout"], "max_norm": teacher["max_norm"],
-                    "train": TrainConfig(jitter=teacher["jitter"], **{
-                        k: teacher["optimizer"][k] for k in opt_keys})},
+                    "train": train_config(teacher["optimizer"], jitter=teacher["jitter"])},
         "student": {"hidden": (student["width"],) * 2,
-                    "train": TrainConfig(**{k: student["optimizer"][k] for k in opt_keys}),
-                    "optimizer_spec": {k: student["optimizer"][k] for k in opt_keys}},
+                    "train": train_config(student["optimizer"]),
+                    "optimizer_spec": dict(student["optimizer"])},
         "temperature": cfg["distill"]["temperature"],
         "hard_weight": cfg["distill"].get("hard_weight") or 0.0,
+        "precision": cfg.get("precision", "fp32"),
     }
 
 
@@ -187,28 +201,58 @@ def machine() -> dict:
             "mkl": torch.backends.mkl.is_available()}
 
 
+def part_grid30(data: Path, quick: bool) -> dict | None:
+    """HOOK (issue 12 item 3): benchmarks/blocks.py's measure_grid30, where it exists."""
+    try:
+        blocks = importlib.import_module("blocks")
+    except ImportError:
+        return None
+    measure = getattr(blocks, "measure_grid30", None)
+    return measure(data, quick=quick) if measure else None
+
+
+# rows timed and repeats per part: (smoke, quick, full)
+SIZES = {"teacher": ((200, 1), (3000, 2), (N_TRAIN, 3)),
+         "reference": ((100, 1), (2000, 2), (20_000, 2)),
+         "distill": ((200, 1), (6000, 4), (N_TRAIN, 3)),
+         "precision": ((200, 1), (3000, 2), (12_000, 3)),
+         "contention": ((200, 1), (3000, 2), (12_000, 3))}
+
+
+def _steps(args, setup, mnist) -> list:
+    level = 0 if args.smoke else 1 if args.quick else 2
+    size = {part: sizes[level] for part, sizes in SIZES.items()}
+    nets = {"teacher": setup["teacher"]["hidden"], "student": setup["student"]["hidden"]}
+    return [("peak", lambda: roofline.measure_peak(nets, args.quick or args.smoke)),
+            ("teacher", lambda: part_teacher(setup, mnist, *size["teacher"])),
+            ("reference", lambda: part_reference(setup, mnist, *size["reference"])),
+            ("distill", lambda: part_distill(setup, mnist, *size["distill"])),
+            ("jobs", lambda: part_jobs(setup, args.data, args.quick or args.smoke)),
+            ("precision", lambda: engine_paths.part_precision(
+                setup, mnist, *size["precision"], best_epoch_seconds, kd_epoch)),
+            ("contention", lambda: engine_paths.part_contention(
+                setup, mnist, *size["contention"], args.threads, best_epoch_seconds, kd_epoch)),
+            ("grid30", lambda: part_grid30(args.data, args.quick or args.smoke))]
+
+
 def run(args) -> dict:
     torch.set_num_threads(args.threads)
     setup = load_setup(args.config)
     mnist = load_mnist(args.data)
-    quick = args.quick
+    quick = args.quick or args.smoke
     meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": quick,
             "threads": args.threads, "load_before": os.getloadavg(), **machine()}
     nets = {"teacher": setup["teacher"]["hidden"], "student": setup["student"]["hidden"]}
-    steps = [("peak", lambda: roofline.measure_peak(nets, quick)),
-             ("teacher", lambda: part_teacher(setup, mnist, 3000 if quick else N_TRAIN,
-                                              2 if quick else 3)),
-             ("reference", lambda: part_reference(setup, mnist, 2000 if quick else 20_000, 2)),
-             ("distill", lambda: part_distill(setup, mnist, 6000 if quick else N_TRAIN,
-                                              4 if quick else 3)),
-             ("jobs", lambda: part_jobs(setup, args.data, quick))]
     results: dict = {"meta": meta}
-    for name, step in steps:
+    for name, step in _steps(args, setup, mnist):
         if name in args.skip:
             continue
         waited = load.wait_quiet(args.wait_quiet)
         with load.OutsideLoad() as outside:
-            results[name] = step()
+            figures = step()
+        if figures is None:  # a hook whose module is not there
+            continue
+        results[name] = figures
         results[name].update(outside_load_cores=outside.cores, waited_for_quiet_s=waited)
         print(f"  [{name} done; other processes used {outside.cores or 0:.2f} cores]",
               file=sys.stderr)
@@ -221,7 +265,9 @@ def run(args) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small slices; under a minute")
+    parser.add_argument("--quick", action="store_true", help="small slices; a minute or two")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny slices, one repeat: checks the benchmark runs (tests), no figures")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/out/train_speed.json")
     parser.add_argument("--data", type=Path, default=ROOT / "results/data/mnist.pt")
     parser.add_argument("--config", type=Path, default=ROOT / "config/config.yaml")
@@ -229,7 +275,8 @@ def main(argv=None) -> int:
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
                         help="before each part, wait up to S s for other processes to go quiet")
     parser.add_argument("--skip", nargs="*", default=[],
-                        choices=["peak", "teacher", "reference", "distill", "jobs"])
+                        choices=["peak", "teacher", "reference", "distill", "jobs", "precision",
+                                 "contention", "grid30"])
     args = parser.parse_args(argv)
     tic = time.perf_counter()
     results = run(args)

@@ -36,7 +36,8 @@ def merge_config(base: dict, overlay: dict) -> dict:
 
 
 def _spec_json(config: dict, **spec) -> str:
-    return json.dumps({**spec, "device": config["device"]}, sort_keys=True)
+    return json.dumps({**spec, "device": config["device"],
+                       "precision": config.get("precision", "fp32")}, sort_keys=True)
 
 
 def teacher_spec(config: dict, seed: int) -> str:

@@ -86,6 +86,7 @@ def train(
     seed: Annotated[Optional[int], typer.Option(help="Override the spec's seed.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Override the spec's epochs.")] = None,
     device: Annotated[Optional[str], typer.Option(help="Override the device: cpu, cuda or auto.")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="Override the precision: fp32 or bf16.")] = None,
     threads: ThreadsOpt = 1,
     out_dir: OutDirAlias = None,
 ) -> None:
@@ -97,8 +98,8 @@ def train(
     out = renamed(out, out_dir)
     with clean_errors():
         run_spec = parse_spec(spec)
-        overrides = {k: v for k, v in (("seed", seed), ("epochs", epochs), ("device", device))
-                     if v is not None}
+        overrides = {k: v for k, v in (("seed", seed), ("epochs", epochs), ("device", device),
+                                       ("precision", precision)) if v is not None}
         run_spec = spec_from_dict({**run_spec.to_dict(), **overrides})
         _set_threads(threads)
         with epoch_reporter(run_spec.epochs, label or str(out)) as on_epoch:

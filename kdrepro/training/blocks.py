@@ -43,6 +43,7 @@ from kdrepro.training.engine import (
 )
 from kdrepro.training.losses import check_temperature, soft_targets
 from kdrepro.training.models import MLP
+from kdrepro.training.precision import gemm_mode, plan_gemm
 from kdrepro.training.runs import (
     _teacher_logits_for,
     commit_run,
@@ -179,8 +180,8 @@ def _write_students(block, specs, out_dirs, labels, index, history, test, common
             spec=spec.to_dict(), data_sha256=common["data_sha256"], device=common["device"],
             threads=common["threads"], wall_seconds=time.perf_counter() - common["tic"],
             started=common["started"], inputs=common["inputs"]),
-            extra={"block": {"runs": list(labels), "index": k,
-                             "temperatures": [s.temperature for s in specs]}})
+            extra={**common["engine"], "block": {"runs": list(labels), "index": k,
+                                                 "temperatures": [s.temperature for s in specs]}})
         all_metrics.append(metrics)
     return all_metrics
 
@@ -222,14 +223,17 @@ def _train_block_locked(specs, data_cache, out_dirs, labels, soft_targets_path, 
     checkpoint = FileCheckpoint(checkpoint_path, block_fingerprint(
         specs, mnist.sha256, file_sha256(soft_targets_path)))
     test = (mnist.test_images.to(device), mnist.test_labels.to(device))
-    history = fit_block(block, mnist.train_images[index].to(device), probs.to(device),
-                        mnist.train_labels[index].to(device), [s.temperature for s in specs],
-                        first.hard_weight or 0.0, first.train_config(),
-                        make_generator(first.seed, device), eval_set=test,
-                        on_epoch=on_epoch, checkpoint=checkpoint)
-    common = {"seconds": time.perf_counter() - tic, "data_sha256": mnist.sha256,
-              "device": str(device), "threads": threads, "tic": tic, "started": started,
-              "inputs": {"soft_targets": soft_targets_path, "teacher": teacher_path}}
-    metrics = _write_students(block, specs, out_dirs, labels, index, history, test, common)
+    gemm = plan_gemm(first.precision, device)  # the same precision as a single run
+    with gemm_mode(gemm, device):
+        history = fit_block(block, mnist.train_images[index].to(device), probs.to(device),
+                            mnist.train_labels[index].to(device), [s.temperature for s in specs],
+                            first.hard_weight or 0.0, first.train_config(),
+                            make_generator(first.seed, device), eval_set=test,
+                            on_epoch=on_epoch, checkpoint=checkpoint)
+        common = {"seconds": time.perf_counter() - tic, "data_sha256": mnist.sha256,
+                  "device": str(device), "threads": threads, "tic": tic, "started": started,
+                  "inputs": {"soft_targets": soft_targets_path, "teacher": teacher_path},
+                  "engine": gemm.fields()}
+        metrics = _write_students(block, specs, out_dirs, labels, index, history, test, common)
     checkpoint.remove()
     return metrics

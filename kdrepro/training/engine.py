@@ -131,20 +131,24 @@ def _resume(model, optimizer, generator, checkpoint: Checkpoint | None) -> tuple
 def fit(model: MLP, images: torch.Tensor, targets: Sequence[torch.Tensor], loss_fn: LossFn,
         cfg: TrainConfig, generator: torch.Generator, *, eval_set=None,
         on_epoch: Callable[[dict], None] | None = None,
-        checkpoint: Checkpoint | None = None) -> list[dict]:
+        checkpoint: Checkpoint | None = None, threads=None) -> list[dict]:
     """Train `model` on `images` (uint8 [N,28,28]) against `targets`; return the history.
 
     `loss_fn(logits, *target_rows)` receives the rows of every tensor in
     `targets` for the batch (labels, soft targets, ...). `eval_set` is an
     optional (images, labels) pair scored after each epoch for the history.
     With a `checkpoint`, state is saved at each epoch boundary and a
-    re-started run resumes bit-identically from the last one.
+    re-started run resumes bit-identically from the last one. `threads`
+    (a kdrepro.training.threads.ThreadPolicy) re-decides the thread count
+    before each epoch.
     """
     model.generator = generator
     optimizer = make_optimizer(model, cfg)
     batches = BatchSource(images, cfg.jitter)
     start, history = _resume(model, optimizer, generator, checkpoint)
     for epoch in range(start, cfg.epochs):
+        if threads is not None:
+            threads.before_epoch()
         tic = time.perf_counter()
         _set_schedule(optimizer, cfg, epoch)
         loss = train_epoch(model, optimizer, batches, targets, loss_fn, cfg.batch_size, generator)

@@ -45,8 +45,10 @@ from kdrepro.training.checkpoint import FileCheckpoint
 from kdrepro.training.engine import error_summary, fit, predict_logits
 from kdrepro.training.losses import distillation_loss, hard_label_loss, soft_targets
 from kdrepro.training.models import MLP, load_model, model_bytes
+from kdrepro.training.precision import gemm_mode, plan_gemm
 from kdrepro.training.soft_targets import load_soft_targets, save_soft_targets, teacher_logits
 from kdrepro.training.spec import RunSpec, fingerprint, spec_from_dict
+from kdrepro.training.threads import ThreadPolicy
 
 SCHEMA = 1
 
@@ -178,15 +180,19 @@ def _train_locked(spec, data_cache, out_dir, label, soft_targets_path, teacher_p
     seed_everything(spec.seed)
     model = MLP(spec.hidden, spec.input_dropout, spec.hidden_dropout, spec.max_norm).to(device)
     test_images, test_labels = mnist.test_images.to(device), mnist.test_labels.to(device)
-    history = fit(model, mnist.train_images[index].to(device), [t.to(device) for t in targets],
-                  loss_fn, spec.train_config(), make_generator(spec.seed, device),
-                  eval_set=(test_images, test_labels), on_epoch=on_epoch, checkpoint=checkpoint)
-    summary = error_summary(predict_logits(model, test_images), test_labels)
+    gemm, policy = plan_gemm(spec.precision, device), ThreadPolicy(threads)
+    with gemm_mode(gemm, device):
+        history = fit(model, mnist.train_images[index].to(device),
+                      [t.to(device) for t in targets], loss_fn, spec.train_config(),
+                      make_generator(spec.seed, device), eval_set=(test_images, test_labels),
+                      on_epoch=on_epoch, checkpoint=checkpoint, threads=policy)
+        summary = error_summary(predict_logits(model, test_images), test_labels)
     metrics = _run_metrics(spec, label, index, history, summary, time.perf_counter() - tic)
     inputs = {"soft_targets": soft_targets_path, "teacher": teacher_path} if spec.distilled else {}
     commit_run(out_dir, model, metrics, dict(
         spec=spec.to_dict(), data_sha256=mnist.sha256, device=str(device), threads=threads,
-        wall_seconds=time.perf_counter() - tic, started=started, inputs=inputs))
+        wall_seconds=time.perf_counter() - tic, started=started, inputs=inputs),
+        {**gemm.fields(), **policy.summary()})
     checkpoint.remove()
     return metrics
 

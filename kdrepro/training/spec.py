@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kdrepro.training.engine import TrainConfig
 from kdrepro.training.models import MAX_LAYERS, MAX_WEIGHTS, MAX_WIDTH, hidden_ok
+from kdrepro.training.precision import PRECISIONS
 
 ROLES = ("teacher", "baseline", "distilled", "omit", "keep")
 DISTILLED_ROLES = ("distilled", "omit", "keep")
@@ -43,6 +44,7 @@ class RunSpec(TrainConfig):
     validation_fraction: float = 0.0
     validation_seed: int = 0
     device: str = "cpu"
+    precision: str = "fp32"
 
     @property
     def distilled(self) -> bool:
@@ -97,6 +99,7 @@ _RULES = [
     ("validation_fraction", lambda v: 0 <= v < 1, "a number in [0, 1)"),
     ("validation_seed", lambda v: _int(v) and 0 <= v <= MAX_SEED, "an integer in 0..2^63-1"),
     ("device", lambda v: v in ("cpu", "cuda", "auto"), "one of cpu, cuda, auto"),
+    ("precision", lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
 ]
 
 
