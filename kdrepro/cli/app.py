@@ -88,9 +88,12 @@ def train(
     epochs: Annotated[Optional[int], typer.Option(help="Override the spec's epochs.")] = None,
     device: Annotated[Optional[str], typer.Option(help="Override the device: cpu, cuda or auto.")] = None,
     threads: ThreadsOpt = 1,
+    progress: Annotated[Optional[Path], typer.Option(
+        help="Progress JSON rewritten after every epoch, for `kdrepro status`.")] = None,
 ) -> None:
     """Train one network (teacher, baseline or distilled student) and write its results."""
     from kdrepro.cli.progress import epoch_reporter
+    from kdrepro.progress import progress_file
     from kdrepro.training.runs import train_run
     from kdrepro.training.spec import parse_spec, spec_from_dict
 
@@ -100,10 +103,14 @@ def train(
                      if v is not None}
         run_spec = spec_from_dict({**run_spec.to_dict(), **overrides})
         _set_threads(threads)
-        with epoch_reporter(run_spec.epochs, label or str(out_dir)) as on_epoch:
-            metrics = train_run(run_spec, data, out_dir, label=label or str(out_dir),
+        run = label or str(out_dir)
+        with progress_file(progress, run, run_spec.epochs) as tracker, \
+                epoch_reporter(run_spec.epochs, run, tracker) as on_epoch:
+            metrics = train_run(run_spec, data, out_dir, label=run,
                                 soft_targets_path=soft_targets, teacher_path=teacher,
                                 checkpoint_path=checkpoint, threads=threads, on_epoch=on_epoch)
+            if tracker is not None:
+                tracker.finish("finished", metrics["test_errors"])
     typer.echo(f"{metrics['run']}: {metrics['test_errors']} test errors -> {out_dir}")
 
 
@@ -163,9 +170,11 @@ def bias_cmd(
 def _mount_subcommands() -> None:
     from kdrepro.cli.data import data_app
     from kdrepro.cli.report import register
+    from kdrepro.cli.status import status_command
 
     app.add_typer(data_app, name="data", help="Fetch and verify MNIST.")
     register(app)
+    app.command("status")(status_command)
 
 
 _mount_subcommands()

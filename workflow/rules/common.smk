@@ -44,7 +44,7 @@ def transfer_spec(kind, classes):
 TRAIN = (
     "kdrepro train --spec {params.spec:q} --data {input.data} --out-dir results/{params.run}"
     " --checkpoint results/checkpoints/{params.run}.pt --label {params.run}"
-    " --threads {threads}"
+    " --threads {threads} --progress results/progress/{params.run}.json"
 )
 DISTIL = " --soft-targets {input.soft_targets} --teacher {input.teacher}"
 LOG = " > {log} 2>&1"
