@@ -104,6 +104,18 @@ def test_readme_shows_the_main_commands():
     assert not [c for c in commands if "--forcerun" in c]
 
 
+@pytest.mark.parametrize("markdown", ["README.md", "reports/README.md",
+                                      "reports/reference/report.md"])
+def test_relative_links_resolve(markdown):
+    """Links and images (the reference report's figures) point at files that exist."""
+    path = ROOT / markdown
+    targets = re.findall(r"\]\(([^)#\s]+)\)", path.read_text())
+    local = [t for t in targets if not re.match(r"[a-z]+:", t)]
+    assert local or markdown == "reports/README.md"
+    for target in local:
+        assert (path.parent / target).exists(), (markdown, target)
+
+
 def test_ci_runs_the_readme_test_command():
     test_command = next(b for b in _bash_blocks(README) if b.endswith("pytest"))
     assert test_command in (ROOT / ".ci" / "run").read_text()
