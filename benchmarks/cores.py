@@ -44,19 +44,29 @@ rule student:
 
 def job(threads: int, work: int) -> None:
     """`work` rounds of 768x768 float32 matmuls on `threads` torch threads (GEMM-bound
-    like training), printing its own wall seconds."""
+    like training), printing its start and end (Unix seconds), threads, and seconds."""
     import torch
 
     torch.set_num_threads(threads)
     a = torch.randn(768, 768)
-    start = time.perf_counter()
+    start, wall = time.perf_counter(), time.time()
     for _ in range(work * 10):
         a = torch.tanh(a @ a)
-    print(f"{time.perf_counter() - start:.3f}")
+    print(f"{wall:.3f} {time.time():.3f} {threads} {time.perf_counter() - start:.3f}")
 
 
-def run_workflow(cores: int, work: int, clamp: bool = True) -> float:
-    """Wall seconds of one fresh run of the benchmark workflow with ``--cores``."""
+def peak_threads(spans: list[tuple[float, float, int]]) -> int:
+    """Most torch threads running at one time, from (start, end, threads) of each job."""
+    events = sorted([(s, t) for s, _, t in spans] + [(e, -t) for _, e, t in spans])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def run_workflow(cores: int, work: int, clamp: bool = True) -> tuple[float, int]:
+    """Wall seconds and peak threads of one fresh run of the benchmark workflow."""
     with tempfile.TemporaryDirectory(prefix="kdrepro-cores-") as tmp:
         Path(tmp, "Snakefile").write_text(WORKFLOW.format(
             include=f'include: "{ROOT / "workflow" / "rules" / "cpus.smk"}"' if clamp else "",
@@ -66,7 +76,10 @@ def run_workflow(cores: int, work: int, clamp: bool = True) -> float:
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), "--quiet"],
                        cwd=tmp, env=env, check=True, capture_output=True)
-        return time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        spans = [(float(a), float(b), int(t)) for a, b, t, _ in
+                 (path.read_text().split() for path in Path(tmp, "out").glob("*.txt"))]
+        return seconds, peak_threads(spans)
 
 
 def main() -> None:
@@ -82,16 +95,20 @@ def main() -> None:
     cpus = len(os.sched_getaffinity(0))
     runs = {"--cores 2": (2, True), "--cores 4": (4, True), "--cores 4, no clamp": (4, False)}
     times: dict[str, list[float]] = {name: [] for name in runs}
+    peaks: dict[str, int] = {name: 0 for name in runs}
     for _ in range(args.repeats):
         for name, (cores, clamp) in runs.items():  # interleaved: load changes hit all three
-            times[name].append(run_workflow(cores, args.work, clamp))
+            seconds, peak = run_workflow(cores, args.work, clamp)
+            times[name].append(seconds)
+            peaks[name] = max(peaks[name], peak)
     best = {name: min(t) for name, t in times.items()}
-    result = {"cpus": cpus, "seconds": times, "best": best,
+    result = {"cpus": cpus, "seconds": times, "best": best, "peak_threads": peaks,
               "ratio_4_over_2": best["--cores 4"] / best["--cores 2"],
               "ratio_unclamped_4_over_2": best["--cores 4, no clamp"] / best["--cores 2"]}
     print(f"CPUs in the affinity mask: {cpus}")
     for name, t in times.items():
-        print(f"{name:>20}: " + ", ".join(f"{s:.1f} s" for s in t))
+        print(f"{name:>20}: " + ", ".join(f"{s:.1f} s" for s in t)
+              + f"; at most {peaks[name]} threads at once")
     print(f"ratio --cores 4 / --cores 2 (best of {args.repeats}): {result['ratio_4_over_2']:.2f}"
           " (target <= 1.05 where the machine has 2 CPUs); without the clamp: "
           f"{result['ratio_unclamped_4_over_2']:.2f}")
