@@ -8,6 +8,7 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+include: "workflow/rules/cpus.smk"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"

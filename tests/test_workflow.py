@@ -65,6 +65,9 @@ def test_quick_overlay_produces_every_experiment(quick_run):
     for run in ("omit/c3/seed1", "keep/c78/seed1"):
         bias = json.loads((quick_run / "results" / run / "bias.json").read_text())
         assert set(bias["protocols"]) == {"as_trained", "paper", "test_tuned", "validation"}
+    for run in _expected_runs(config, quick):  # `kdrepro status` reads these
+        progress = json.loads((quick_run / "results" / "progress" / f"{run}.json").read_text())
+        assert progress["state"] == "finished", run
     assert (quick_run / "reports" / "report.html").stat().st_size > 0
     assert (quick_run / "reports" / "report.md").stat().st_size > 0
     published = (quick_run / "reports" / "metrics.csv").read_text().splitlines()

@@ -88,10 +88,13 @@ def train(
     device: Annotated[Optional[str], typer.Option(help="Override the device: cpu, cuda or auto.")] = None,
     precision: Annotated[Optional[str], typer.Option(help="Override the precision: fp32 or bf16.")] = None,
     threads: ThreadsOpt = 1,
+    progress: Annotated[Optional[Path], typer.Option(
+        help="Progress JSON rewritten after every epoch, for `kdrepro status`.")] = None,
     out_dir: OutDirAlias = None,
 ) -> None:
     """Train one network (teacher, baseline or distilled student) and write its results."""
     from kdrepro.cli.progress import epoch_reporter
+    from kdrepro.progress import progress_file
     from kdrepro.training.runs import train_run
     from kdrepro.training.spec import parse_spec, spec_from_dict
 
@@ -102,10 +105,14 @@ def train(
                                        ("precision", precision)) if v is not None}
         run_spec = spec_from_dict({**run_spec.to_dict(), **overrides})
         _set_threads(threads)
-        with epoch_reporter(run_spec.epochs, label or str(out)) as on_epoch:
-            metrics = train_run(run_spec, data, out, label=label or str(out),
+        run = label or str(out)
+        with progress_file(progress, run, run_spec.epochs) as tracker, \
+                epoch_reporter(run_spec.epochs, run, tracker) as on_epoch:
+            metrics = train_run(run_spec, data, out, label=run,
                                 soft_targets_path=soft_targets, teacher_path=teacher,
                                 checkpoint_path=checkpoint, threads=threads, on_epoch=on_epoch)
+            if tracker is not None:
+                tracker.finish("finished", metrics["test_errors"])
     typer.echo(f"{metrics['run']}: {metrics['test_errors']} test errors -> {out}")
 
 
@@ -172,10 +179,12 @@ def _mount_subcommands() -> None:
     from kdrepro.cli.block import register as register_block
     from kdrepro.cli.data import data_app
     from kdrepro.cli.report import register
+    from kdrepro.cli.status import status_command
 
     app.add_typer(data_app, name="data", help="Fetch and verify MNIST.")
     register_block(app)
     register(app)
+    app.command("status")(status_command)
 
 
 _mount_subcommands()

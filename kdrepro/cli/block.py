@@ -43,12 +43,17 @@ def _student_specs(spec_text: str, temperatures: list[float]) -> list:
     return [spec_from_dict({**base, "temperature": t}) for t in temperatures]
 
 
-def _log_epoch(labels: list[str], epochs: int):
+def _log_epoch(labels: list[str], epochs: int, tracker=None):
+    """Log every student's epoch; the block's progress file gets one line for the block
+    (mean loss over its students; test errors are per student, so left out there)."""
     from kdrepro.cli.progress import format_epoch
 
     def on_epoch(records: list[dict]) -> None:
         for label, record in zip(labels, records):
             log.info("%s: %s", label, format_epoch(record, epochs))
+        if tracker is not None:
+            tracker.update({"epoch": records[0]["epoch"], "seconds": records[0]["seconds"],
+                            "loss": sum(r["loss"] for r in records) / len(records)})
 
     return on_epoch
 
@@ -69,6 +74,8 @@ def train_block_command(
     data: Annotated[Path, typer.Option(
         "--data", help="MNIST cache written by `kdrepro data fetch`.")] = Path("results/data/mnist.pt"),
     threads: Annotated[int, typer.Option(min=1, help="Torch CPU threads.")] = 1,
+    progress: Annotated[Optional[Path], typer.Option(
+        help="Progress JSON of the block, rewritten after every epoch, for `kdrepro status`.")] = None,
 ) -> None:
     """Train distilled students that differ only in temperature, in one process."""
     with clean_errors():
@@ -80,13 +87,19 @@ def train_block_command(
         specs = _student_specs(spec, temps)
         import torch
 
+        from kdrepro.progress import progress_file
         from kdrepro.training.blocks import train_block
 
         torch.set_num_threads(threads)
-        results = train_block(specs, data, list(out_dir), labels=labels,
-                              soft_targets_path=soft_targets, teacher_path=teacher,
-                              checkpoint_path=checkpoint or out_dir[0] / "block_checkpoint.pt",
-                              threads=threads, on_epoch=_log_epoch(labels, specs[0].epochs))
+        name = f"block of {len(labels)}: {labels[0]} .. {labels[-1]}"
+        with progress_file(progress, name, specs[0].epochs) as tracker:
+            results = train_block(specs, data, list(out_dir), labels=labels,
+                                  soft_targets_path=soft_targets, teacher_path=teacher,
+                                  checkpoint_path=checkpoint or out_dir[0] / "block_checkpoint.pt",
+                                  threads=threads,
+                                  on_epoch=_log_epoch(labels, specs[0].epochs, tracker))
+            if tracker is not None:
+                tracker.finish("finished")
     for metrics, folder in zip(results, out_dir):
         typer.echo(f"{metrics['run']}: {metrics['test_errors']} test errors -> {folder}")
 

@@ -1,11 +1,15 @@
-"""Progress of long training runs: a bar on a terminal, one line per epoch in logs."""
+"""Progress of long training runs: a bar on a terminal, one line per epoch in logs,
+and (given a :class:`kdrepro.progress.ProgressFile`) the progress file `kdrepro status` reads."""
 
 from __future__ import annotations
 
 import logging
 import sys
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
+
+if TYPE_CHECKING:
+    from kdrepro.progress import ProgressFile
 
 log = logging.getLogger("kdrepro")
 
@@ -20,12 +24,18 @@ def format_epoch(record: dict, epochs: int) -> str:
 
 
 @contextmanager
-def epoch_reporter(epochs: int, label: str,
+def epoch_reporter(epochs: int, label: str, tracker: ProgressFile | None = None,
                    interactive: bool | None = None) -> Iterator[Callable[[dict], None]]:
-    """Yield an on-epoch callback: a rich bar on a TTY, plain log lines otherwise."""
+    """Yield an on-epoch callback: a rich bar on a TTY, plain log lines otherwise;
+    each epoch also goes to ``tracker``'s progress file if one is given."""
     interactive = sys.stderr.isatty() if interactive is None else interactive
+    track = tracker.update if tracker is not None else lambda record: None
     if not interactive:
-        yield lambda record: log.info("%s: %s", label, format_epoch(record, epochs))
+        def log_line(record: dict) -> None:
+            log.info("%s: %s", label, format_epoch(record, epochs))
+            track(record)
+
+        yield log_line
         return
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -37,5 +47,6 @@ def epoch_reporter(epochs: int, label: str,
         def update(record: dict) -> None:
             status = format_epoch(record, epochs).split("  ", 1)[1]
             bar.update(task, completed=record["epoch"], status=status)
+            track(record)
 
         yield update

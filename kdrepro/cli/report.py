@@ -159,6 +159,19 @@ def report_command(
                f"({len(written) - 2} figures)")
 
 
+def pdf_command(
+    html: Annotated[Path, typer.Argument(help="The report HTML written by `kdrepro report`.")] = Path(
+        "reports/report.html"),
+    out: Annotated[Path, typer.Option("--out", help="PDF to write.")] = Path("reports/report.pdf"),
+) -> None:
+    """Render the report HTML to PDF (WeasyPrint, landscape pages, the whole ledger)."""
+    from kdrepro.report.pdf import html_to_pdf
+
+    with clean_errors():
+        written = html_to_pdf(html, out)
+    typer.echo(f"pdf: {written}")
+
+
 def summarize_command(
     ctx: typer.Context,
     results: ResultsOpt = Path(DEFAULT_RESULTS),
@@ -182,7 +195,8 @@ def summarize_command(
 
 
 def register(app: typer.Typer) -> None:
-    """Add `collect`, `report` and `summarize` to the kdrepro Typer app."""
+    """Add `collect`, `report`, `summarize` and `pdf` to the kdrepro Typer app."""
     app.command("collect", context_settings=LEGACY_ARGUMENT)(collect_command)
     app.command("report")(report_command)
     app.command("summarize", context_settings=LEGACY_ARGUMENT)(summarize_command)
+    app.command("pdf")(pdf_command)

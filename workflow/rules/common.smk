@@ -1,7 +1,5 @@
 # Configuration check, run specs and target lists. Pure wiring: every
 # computation happens in the `kdrepro` CLI that the rules call.
-from pathlib import Path
-
 from kdrepro import plan
 from kdrepro.config import ConfigError, validate_config
 
@@ -12,11 +10,6 @@ except ConfigError as error:
 
 DATA = "results/data/mnist.pt"
 
-if Path("reports/report.html").exists() and not Path("results/metrics.csv").exists():
-    # a fresh clone: reports/ holds the committed reference report, which Snakemake takes
-    # as up to date, so `snakemake reports/report.html` alone would run nothing
-    logger.info("note: reports/report.html is the committed reference report and results/ is "
-                "empty; add --forcerun report to run the workflow and replace it")
 # SLURM: training jobs ask for one GPU (sbatch --gpus=1) when device is cuda; 0 asks for none.
 GPUS = 1 if config["device"] == "cuda" else 0
 RUN_FILES = ("model.pt", "metrics.json", "manifest.json")
@@ -51,13 +44,13 @@ def transfer_spec(kind, classes):
 TRAIN = (
     "kdrepro train --spec {params.spec:q} --data {input.data} --out results/{params.run}"
     " --checkpoint results/checkpoints/{params.run}.pt --label {params.run}"
-    " --threads {threads}"
+    " --threads {threads} --progress results/progress/{params.run}.json"
 )
 DISTIL = " --soft-targets {input.soft_targets} --teacher {input.teacher}"
 TRAIN_BLOCK = (
     "kdrepro train-block --spec {params.spec:q} --temperatures {params.temperatures}"
     " --data {input.data} {params.runs} --checkpoint {params.checkpoint} --threads {threads}"
-    + DISTIL
+    " --progress {params.progress}" + DISTIL
 )
 LOG = " > {log} 2>&1"
 

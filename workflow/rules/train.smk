@@ -110,6 +110,7 @@ for block in plan.grid_blocks(config):
             temperatures=",".join(plan.temp_tag(t) for t in block["temperatures"]),
             runs=" ".join(f"--out results/{r} --label {r}" for r in block["runs"]),
             checkpoint=f"results/checkpoints/blocks/{block['name']}.pt",
+            progress=f"results/progress/blocks/{block['name']}.json",
         threads: 1
         priority: by_width(block)
         resources:
