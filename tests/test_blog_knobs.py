@@ -248,7 +248,7 @@ def test_live_distillation_run_trains_from_the_teacher_file(tmp_path):
 def test_assumption_register_has_every_run_setting():
     import dataclasses
 
-    from kdrepro.report.paper import paper_facts
+    from kdrepro.report.claims import paper_facts
     from kdrepro.training.spec import RunSpec
 
     keys = {a["key"] for a in paper_facts()["assumptions"]}
