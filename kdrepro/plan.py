@@ -49,8 +49,9 @@ ABLATIONS = {"no_jitter": {"jitter": 0},
 
 
 def _spec_json(config: dict, **spec) -> str:
+    shown = {"lr_step_size", "lr_gamma"} if spec.get("lr_schedule") == "step" else set()
     spec = {k: v for k, v in spec.items()
-            if k not in LATER_DEFAULTS or v != LATER_DEFAULTS[k]}
+            if k not in LATER_DEFAULTS or k in shown or v != LATER_DEFAULTS[k]}
     return json.dumps({**spec, "device": config["device"]}, sort_keys=True)
 
 

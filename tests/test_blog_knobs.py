@@ -13,8 +13,10 @@ import torch
 import torch.nn.functional as F
 import yaml
 from conftest import write_synthetic_dir
+from typer.testing import CliRunner
 
 from kdrepro import plan
+from kdrepro.cli.app import app
 from kdrepro.config import validate_config
 from kdrepro.data.fetch import fetch_mnist
 from kdrepro.data.jitter import Jitter
@@ -239,10 +241,18 @@ def test_live_distillation_run_trains_from_the_teacher_file(tmp_path):
     student = {"role": "distilled", "hidden": [6], "epochs": 2, "batch_size": 50, "seed": 1,
                "temperature": 8, "soft_weight": 0.7, "hard_weight": 0.3, "teacher_inputs": "live",
                "lr_schedule": "step", "lr_step_size": 2, "jitter": 2, "jitter_axes": "horizontal"}
-    metrics = train_run(spec_from_dict(student), cache, tmp_path / "s", label="s",
-                        teacher_path=tmp_path / "t" / "model.pt")
+    metrics = train_run(spec_from_dict({**student, "role": "omit", "omit": [3]}), cache,
+                        tmp_path / "s", label="s", teacher_path=tmp_path / "t" / "model.pt")
     assert [h["lr"] for h in metrics["history"]] == pytest.approx([0.1, 0.01])
     assert all(math.isfinite(h["loss"]) for h in metrics["history"])
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert set(manifest["inputs"]) == {"teacher"}  # no soft-target file was read
+    result = CliRunner().invoke(app, ["bias", "--run-dir", str(tmp_path / "s"), "--data", str(cache),
+                                      "--out", str(tmp_path / "s" / "bias.json"),
+                                      "--shifts=0:1:0.5", "--set-all-biases", "3.5"])
+    assert result.exit_code == 0, result.output
+    all_set = json.loads((tmp_path / "s" / "bias.json").read_text())["protocols"]["all_set"]
+    assert all_set["bias_value"] == 3.5 and all_set["test_total"] == metrics["test_total"]
 
 
 def test_assumption_register_has_every_run_setting():
