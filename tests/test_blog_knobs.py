@@ -265,3 +265,13 @@ def test_assumption_register_has_every_run_setting():
     assert {f.name for f in dataclasses.fields(RunSpec)} - {"role"} <= keys
     why = next(a["why"] for a in paper_facts()["assumptions"] if a["key"] == "input_dropout_space")
     assert "PROVISIONAL" in why and ">= 2 seeds" in why
+
+
+def test_fingerprint_of_a_default_spec_is_the_one_older_checkpoints_carry():
+    from kdrepro.training.spec import LATER_FIELDS, fingerprint
+
+    spec = spec_from_dict({"role": "baseline", "hidden": [8]})
+    older = {k: v for k, v in spec.to_dict().items() if k not in LATER_FIELDS}
+    assert fingerprint(spec, "data") == json.dumps([older, "data"], sort_keys=True)
+    blog = spec_from_dict({"role": "baseline", "hidden": [8], "input_scaling": "unit"})
+    assert fingerprint(blog, "data") != fingerprint(spec, "data")

@@ -199,6 +199,16 @@ def parse_spec(text: str) -> RunSpec:
     return spec_from_dict(data)
 
 
+# Settings added after the first checkpoints were written (issues 15 and 16); at their
+# defaults they mean what the code did before, so they stay out of a fingerprint and a
+# run interrupted before they existed still resumes from its checkpoint.
+LATER_FIELDS = ("soft_weight", "teacher_inputs", "input_scaling", "input_dropout_space",
+                "jitter_axes", "lr_step_size", "lr_gamma")
+
+
 def fingerprint(spec: RunSpec, *extra: str) -> str:
     """A stable string identifying a run's configuration (for checkpoints)."""
-    return json.dumps([spec.to_dict(), *extra], sort_keys=True)
+    defaults = {f.name: f.default for f in dataclasses.fields(RunSpec)}
+    settings = {k: v for k, v in spec.to_dict().items()
+                if k not in LATER_FIELDS or v != defaults[k]}
+    return json.dumps([settings, *extra], sort_keys=True)
