@@ -26,7 +26,7 @@ from kdrepro.training.engine import TrainConfig, step_lr, train_epoch
 from kdrepro.training.live_teacher import LiveTeacher
 from kdrepro.training.losses import distillation_loss
 from kdrepro.training.models import MLP, load_model, save_model
-from kdrepro.training.runs import train_run
+from kdrepro.training.runs import soft_targets_run, train_run
 from kdrepro.training.spec import SpecError, spec_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -241,8 +241,11 @@ def test_live_distillation_run_trains_from_the_teacher_file(tmp_path):
     student = {"role": "distilled", "hidden": [6], "epochs": 2, "batch_size": 50, "seed": 1,
                "temperature": 8, "soft_weight": 0.7, "hard_weight": 0.3, "teacher_inputs": "live",
                "lr_schedule": "step", "lr_step_size": 2, "jitter": 2, "jitter_axes": "horizontal"}
+    soft = tmp_path / "t" / "soft_targets.pt"  # passed by the workflow's rule, not read
+    soft_targets_run(tmp_path / "t" / "model.pt", cache, soft)
     metrics = train_run(spec_from_dict({**student, "role": "omit", "omit": [3]}), cache,
-                        tmp_path / "s", label="s", teacher_path=tmp_path / "t" / "model.pt")
+                        tmp_path / "s", label="s", teacher_path=tmp_path / "t" / "model.pt",
+                        soft_targets_path=soft)
     assert [h["lr"] for h in metrics["history"]] == pytest.approx([0.1, 0.01])
     assert all(math.isfinite(h["loss"]) for h in metrics["history"])
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())

@@ -197,8 +197,9 @@ def _train_locked(spec, data_cache, out_dir, label, soft_targets_path, teacher_p
                   eval_set=(test_images, test_labels), on_epoch=on_epoch, checkpoint=checkpoint)
     summary = error_summary(predict_logits(model, test_images), test_labels)
     metrics = _run_metrics(spec, label, index, history, summary, time.perf_counter() - tic)
-    inputs = {k: v for k, v in (("soft_targets", soft_targets_path), ("teacher", teacher_path))
-              if spec.distilled and v is not None}  # a live teacher reads no soft targets
+    used = (("teacher", teacher_path),) if live else (("soft_targets", soft_targets_path),
+                                                       ("teacher", teacher_path))
+    inputs = {k: v for k, v in used if spec.distilled and v is not None}
     commit_run(out_dir, model, metrics, dict(
         spec=spec.to_dict(), data_sha256=mnist.sha256, device=str(device), threads=threads,
         wall_seconds=time.perf_counter() - tic, started=started, inputs=inputs))
