@@ -48,6 +48,7 @@ def test_ablation_view_lists_each_variant_beside_the_full_recipe(with_ablation):
     view = ablation_view(with_ablation, records)
     rows = {r["variant"]: (r["teacher"], r["distilled"]) for r in view["rows"]}
     assert {k: rows[k] for k in ABLATED} == ABLATED
+    assert [r["variant"] for r in view["rows"]] == ["full", "no_jitter", "no_dropout", "no_max_norm"]
     teacher = min((r for r in records if r.role == "teacher"), key=lambda r: r.metrics["seed"])
     assert rows["full"][0] == teacher.metrics["test_errors"]
     assert (view["width"], view["temperature"]) == (800, 20.0)

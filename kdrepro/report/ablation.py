@@ -19,6 +19,12 @@ VARIANT_LABELS = {"no_jitter": "no jitter", "no_dropout": "no dropout (input and
                   "no_max_norm": "no max-norm"}
 
 
+def _variant_order(variant: str) -> tuple[int, str]:
+    """The plan's order (jitter, dropout, max-norm); unknown folders last."""
+    order = list(VARIANT_LABELS)
+    return (order.index(variant) if variant in order else len(order), variant)
+
+
 def _errors(record: RunRecord | None) -> int | None:
     return None if record is None else int(record.metrics["test_errors"])
 
@@ -50,7 +56,7 @@ def ablation_view(results_dir: Path, records: list[RunRecord]) -> dict | None:
         return None
     rows = [{"variant": v, "label": VARIANT_LABELS.get(v, v),
              "teacher": _errors(nets.get("teacher")), "distilled": _errors(nets.get("distilled"))}
-            for v, nets in sorted(runs.items())]
+            for v, nets in sorted(runs.items(), key=lambda item: _variant_order(item[0]))]
     student = next((n["distilled"] for n in runs.values() if "distilled" in n), None)
     width = student.width if student else None
     temperature = student.metrics.get("temperature") if student else None
