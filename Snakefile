@@ -14,6 +14,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/ablate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/teacher_ablation.smk"
 
 
 rule all:

@@ -35,18 +35,37 @@ def merge_config(base: dict, overlay: dict) -> dict:
     return merged
 
 
+# Run settings added after the committed reference run (the 2020 blog's knobs, issue 16;
+# input dropout space, issue 15) and their RunSpec defaults: a spec carries one only when
+# it differs, so a profile that leaves them alone plans byte-identical specs (Snakemake
+# re-runs a job whose params change).
+LATER_DEFAULTS = {"input_scaling": "standardize", "input_dropout_space": "normalized",
+                  "jitter_axes": "both", "lr_step_size": 30, "lr_gamma": 0.1,
+                  "soft_weight": 1.0, "teacher_inputs": "cached", "student_jitter": 0}
+# The teacher ablation (issue 16): the paper's teacher with exactly one ingredient removed.
+ABLATIONS = {"no_jitter": {"jitter": 0},
+             "no_dropout": {"input_dropout": 0.0, "hidden_dropout": 0.0},
+             "no_max_norm": {"max_norm": None}}
+
+
 def _spec_json(config: dict, **spec) -> str:
+    shown = {"lr_step_size", "lr_gamma"} if spec.get("lr_schedule") == "step" else set()
+    spec = {k: v for k, v in spec.items()
+            if k not in LATER_DEFAULTS or k in shown or v != LATER_DEFAULTS[k]}
     return json.dumps({**spec, "device": config["device"],
                        "precision": config.get("precision", "fp32")}, sort_keys=True)
 
 
-def teacher_spec(config: dict, seed: int) -> str:
-    """Run spec (JSON) of the 1200-1200 teacher: dropout, max-norm, jitter (section 3)."""
+def teacher_spec(config: dict, seed: int, **overrides) -> str:
+    """Run spec (JSON) of the 1200-1200 teacher: dropout, max-norm, jitter (section 3);
+    `overrides` replace settings (the teacher ablation)."""
     t = config["teacher"]
-    return _spec_json(config, role="teacher", hidden=t["hidden"],
-                      input_dropout=t["input_dropout"], hidden_dropout=t["hidden_dropout"],
-                      max_norm=t["max_norm"], jitter=t["jitter"], seed=int(seed),
-                      **t["optimizer"])
+    settings = dict(input_dropout=t["input_dropout"], hidden_dropout=t["hidden_dropout"],
+                    max_norm=t["max_norm"], jitter=t["jitter"], jitter_axes=t["jitter_axes"],
+                    input_dropout_space=t["input_dropout_space"],
+                    input_scaling=config["input_scaling"])
+    return _spec_json(config, role="teacher", hidden=t["hidden"], seed=int(seed),
+                      **{**settings, **overrides}, **t["optimizer"])
 
 
 def transfer_spec(config: dict, kind: str, classes) -> dict:
@@ -59,10 +78,14 @@ def transfer_spec(config: dict, kind: str, classes) -> dict:
 def student_spec(config: dict, role: str, width: int, seed: int,
                  temperature: float | None = None, **transfer) -> str:
     """Run spec (JSON) of a width-W student: hard labels, or soft targets at `temperature`."""
-    hard = config["distill"]["hard_weight"] if temperature is not None else None
+    d, st = config["distill"], config["student"]
+    distilled = temperature is not None
+    extra = {"soft_weight": d["soft_weight"], "teacher_inputs": d["teacher_inputs"]} if distilled else {}
+    if st["jitter"] != LATER_DEFAULTS["student_jitter"]:  # students of section 3 see no jitter
+        extra.update(jitter=st["jitter"], jitter_axes=st["jitter_axes"])
     return _spec_json(config, role=role, hidden=[int(width)] * 2, seed=int(seed),
-                      temperature=temperature, hard_weight=hard, **transfer,
-                      **config["student"]["optimizer"])
+                      temperature=temperature, hard_weight=d["hard_weight"] if distilled else None,
+                      input_scaling=config["input_scaling"], **extra, **transfer, **st["optimizer"])
 
 
 def grid_cells(config: dict, width: int) -> list[tuple[float, int]]:
@@ -74,6 +97,15 @@ def grid_cells(config: dict, width: int) -> list[tuple[float, int]]:
     return [(t, s) for t in temps for s in seeds]
 
 
+def blockable(config: dict) -> bool:
+    """Whether the grid's students can train as blocks: a block batches students that see
+    the same standardised, unjittered inputs and cached soft targets under today's loss
+    (kdrepro.training.blocks); the blog's knobs (issue 16) need single runs."""
+    d = config["distill"]
+    return (config["student"]["jitter"] == 0 and config["input_scaling"] == "standardize"
+            and d["teacher_inputs"] == "cached" and d["soft_weight"] == 1.0)
+
+
 def grid_blocks(config: dict) -> list[dict]:
     """The temperature grid as student blocks: one per (width, seed), every T of that width.
 
@@ -81,6 +113,8 @@ def grid_blocks(config: dict) -> list[dict]:
     its students share initialisation and batch order, a paired design across T.
     Each entry: name (a rule-name suffix), width, seed, temperatures, runs.
     """
+    if not blockable(config):
+        return []  # every grid cell is then a single `train_distilled` job
     blocks = []
     for width in dict.fromkeys(config["temperature_grid"]["widths"]):
         cells = grid_cells(config, width)
@@ -121,3 +155,27 @@ def experiment_targets(config: dict, results: str = "results") -> list[str]:
         if run in transfer:
             targets.append(f"{results}/{run}/bias.json")
     return targets
+
+
+def ablation_variants(config: dict) -> list[str]:
+    """The teacher-ablation variants this config asks for (issue 16)."""
+    return list(config["ablation"]["variants"])
+
+
+def ablation_teacher_spec(config: dict, variant: str) -> str:
+    """Run spec of the paper's teacher without one ingredient (its first seed)."""
+    if variant not in ABLATIONS:
+        raise ValueError(f"ablation variant {variant!r}: expected one of {', '.join(ABLATIONS)}")
+    return teacher_spec(config, config["teacher"]["seeds"][0], **ABLATIONS[variant])
+
+
+def ablation_student_spec(config: dict) -> str:
+    """Run spec of the distilled student each ablated teacher yields (width, T of `distill`)."""
+    return student_spec(config, "distilled", config["student"]["width"], config["seeds"][0],
+                        float(config["distill"]["temperature"]))
+
+
+def ablation_targets(config: dict, results: str = "results") -> list[str]:
+    """metrics.json of every ablated teacher and of its distilled student."""
+    return [f"{results}/ablation/{v}/{net}/metrics.json"
+            for v in ablation_variants(config) for net in ("teacher", "distilled")]

@@ -217,5 +217,5 @@ def test_protocol_counts_in_class_errors():
     assert (result["test_errors"], result["errors_in_classes"]) == errors(1.0)
 
 
-def test_selected_by_documents_four_protocols():
-    assert set(SELECTED_BY) == {"as_trained", "paper", "test_tuned", "validation"}
+def test_selected_by_documents_four_protocols_and_the_blogs():
+    assert set(SELECTED_BY) == {"as_trained", "paper", "test_tuned", "validation", "all_set"}

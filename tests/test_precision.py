@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from kdrepro import plan
+from kdrepro.config import validate_config
 from kdrepro.training import precision, threads
 from kdrepro.training.engine import TrainConfig, fit
 from kdrepro.training.losses import hard_label_loss
@@ -33,9 +36,13 @@ def test_spec_takes_precision_and_rejects_others():
 
 
 def test_plan_passes_the_config_precision_to_every_run():
-    config = {"device": "cpu", "precision": "bf16", "distill": {"hard_weight": 0.0},
-              "student": {"optimizer": {"epochs": 1}}}
-    assert json.loads(plan.student_spec(config, "distilled", 30, 1, 20.0))["precision"] == "bf16"
+    root = Path(__file__).resolve().parents[1]
+    base = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    for chosen in ("bf16", "fp32"):
+        config = validate_config(plan.merge_config(base, {"precision": chosen}),
+                                 root / "workflow" / "schemas" / "config.schema.yaml")
+        assert json.loads(plan.student_spec(config, "distilled", 30, 1, 20.0))["precision"] == chosen
+        assert json.loads(plan.teacher_spec(config, 1))["precision"] == chosen
 
 
 def test_fp32_plan_is_exact_and_names_the_blas():

@@ -158,6 +158,9 @@ def bias_cmd(
         help="The paper's shift; default from paper.yaml (omit 3: +3.5, keep 7, 8: -7.6), "
              "required for other classes.")] = None,
     shifts: Annotated[str, typer.Option(help="Sweep START:STOP:STEP.")] = "-10:10:0.25",
+    set_all_biases: Annotated[Optional[float], typer.Option(  # noqa: UP045 - typer on Python 3.10
+        help="Also score the model with all ten output biases set to this value (the 2020 "
+             "blog's protocol, not the paper's).")] = None,
     data: DataOpt = Path(DEFAULT_DATA),
     threads: ThreadsOpt = 1,
 ) -> None:
@@ -170,7 +173,7 @@ def bias_cmd(
         if paper_shift is None:
             paper_shift = paper_bias_shift(*shifted_classes(run_dir))
         _set_threads(threads)
-        result = bias_run(run_dir, data, paper_shift, grid, out)
+        result = bias_run(run_dir, data, paper_shift, grid, out, set_all_biases)
     chosen = {k: (v["shift"], v["test_errors"]) for k, v in result["protocols"].items()}
     typer.echo(f"{result['run']}: (shift, test errors) {json.dumps(chosen)} -> {out}")
 

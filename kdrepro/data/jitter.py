@@ -12,15 +12,20 @@ import torch
 import torch.nn.functional as F
 
 SIDE = 28
+# both: x and y (the paper's "in any direction"); horizontal: x only (the 2020 blog)
+JITTER_AXES = ("both", "horizontal")
 
 
 class Jitter:
     """Cuts randomly shifted 28x28 windows out of zero-padded uint8 images."""
 
-    def __init__(self, images: torch.Tensor, max_shift: int):
+    def __init__(self, images: torch.Tensor, max_shift: int, axes: str = "both"):
         if max_shift < 0:
             raise ValueError(f"jitter must be >= 0 pixels, got {max_shift}")
+        if axes not in JITTER_AXES:
+            raise ValueError(f"jitter axes {axes!r}: expected one of {', '.join(JITTER_AXES)}")
         self.k = int(max_shift)
+        self.horizontal_only = axes == "horizontal"
         self.padded_side = SIDE + 2 * self.k
         padded = F.pad(images, (self.k, self.k, self.k, self.k))  # uint8, zero background
         self.flat = padded.reshape(-1)
@@ -29,9 +34,16 @@ class Jitter:
         self.window = (rows[:, None] + cols[None, :]).reshape(-1)  # [784] offsets
 
     def shifts(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """[n, 2] integer (dy, dx) shifts drawn uniformly from {-k..k}."""
-        return torch.randint(-self.k, self.k + 1, (n, 2), generator=generator,
-                             device=generator.device)
+        """[n, 2] integer (dy, dx) shifts drawn uniformly from {-k..k} (dy = 0 if horizontal).
+
+        The 2020 blog's RandomAffine(0, translate=(0.07, 0)) rounds a uniform shift in
+        [-1.96, 1.96] pixels, so its +-2 come a little less often than here (12% vs 20%).
+        """
+        shifts = torch.randint(-self.k, self.k + 1, (n, 2), generator=generator,
+                               device=generator.device)
+        if self.horizontal_only:
+            shifts[:, 0] = 0
+        return shifts
 
     def take(self, index: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
         """uint8 [B, 28, 28]: image `index[b]` moved down by dy and right by dx."""

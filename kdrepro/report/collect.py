@@ -20,7 +20,8 @@ from kdrepro.io import write_atomic
 
 ROLES = ("teacher", "baseline", "distilled", "omit", "keep")
 PROTOCOLS = ("as_trained", "paper", "test_tuned", "validation")
-_SKIPPED_DIRS = {"data", "benchmarks", "logs"}
+# ablation/ holds the opt-in teacher ablation: its own report section, not the ledger's runs
+_SKIPPED_DIRS = {"data", "benchmarks", "logs", "ablation"}
 
 
 class ResultsError(RuntimeError):

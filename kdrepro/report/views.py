@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from kdrepro.report import claims, plots, verdicts
+from kdrepro.report.ablation import ablation_view
 from kdrepro.report.collect import RunRecord, benchmarks_frame, load_runs
 from kdrepro.report.facts import (
     claim_classes,
@@ -71,8 +72,11 @@ def bias_table(runs: list[RunRecord], errors_key: str, classes_key: str | None) 
         if total is None:
             continue
         shifts = claims.protocol_shifts(runs, name) or [0.0]
-        row = {"protocol": label, "errors": total,
-               "shifts": ", ".join(f"{s:+g}" if s else "0" for s in shifts), "in_classes": None,
+        text = ", ".join(f"{s:+g}" if s else "0" for s in shifts)
+        if name == "all_set":  # no shift: every bias is set to the blog's value
+            text = "all = " + ", ".join(f"{r.bias['protocols'][name]['bias_value']:g}"
+                                        for r in runs if name in (r.bias or {}).get("protocols", {}))
+        row = {"protocol": label, "errors": total, "shifts": text, "in_classes": None,
                "pct_right": None}
         if classes_key:
             row["in_classes"] = claims.protocol_measure(runs, name, classes_key, True)
@@ -217,5 +221,6 @@ def build_view(results_dir: Path, data_path: Path | None = None) -> dict:
         "register": assumption_register(records, facts),
         "provenance": provenance(records, benchmarks_frame(results_dir)),
         "figures": figures, "captions": FIGURE_CAPTIONS, "speed": speed_view(results_dir),
+        "ablation": ablation_view(results_dir, records),
     }
 

@@ -55,6 +55,9 @@ from kdrepro.training.spec import RunSpec
 # Settings a block shares: everything but the temperature. Regularisers that draw
 # from the generator (dropout, jitter) would break the shared batch stream.
 _UNREGULARISED = {"input_dropout": 0.0, "hidden_dropout": 0.0, "max_norm": None, "jitter": 0}
+# Settings a block's batched loss and inputs implement only at their defaults.
+_BLOCK_DEFAULTS = {"input_scaling": "standardize", "teacher_inputs": "cached",
+                   "soft_weight": None}
 
 
 def check_block(specs: Sequence[RunSpec], out_dirs: Sequence[Path]) -> None:
@@ -71,6 +74,10 @@ def check_block(specs: Sequence[RunSpec], out_dirs: Sequence[Path]) -> None:
         if getattr(first, key) != value:
             raise ValueError(f"a student block trains without dropout, max-norm or jitter; "
                              f"the spec has {key} = {getattr(first, key)!r}")
+    for key, value in _BLOCK_DEFAULTS.items():
+        if getattr(first, key) not in (value, 1.0 if key == "soft_weight" else value):
+            raise ValueError(f"a student block needs {key} = {value!r} (train such students "
+                             f"one by one); the spec has {getattr(first, key)!r}")
     shared = lambda s: {k: v for k, v in s.to_dict().items() if k != "temperature"}  # noqa: E731
     for spec in specs[1:]:
         if shared(spec) != shared(first):

@@ -50,6 +50,9 @@ class TrainConfig:
     momentum_ramp_epochs: int = 0
     weight_decay: float = 0.0
     jitter: int = 0
+    jitter_axes: str = "both"
+    lr_step_size: int = 30
+    lr_gamma: float = 0.1
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate of 0-based `epoch`.
@@ -57,10 +60,13 @@ class TrainConfig:
         geometric: lr * lr_decay**epoch (Hinton et al. 2012, the dropout work
         section 3 cites). cosine: lr * (1 + cos(pi * epoch / epochs)) / 2, which
         holds the rate high for longer and anneals to ~0 by the last epoch, so a
-        short CPU budget ends converged; lr_decay is then unused.
+        short CPU budget ends converged; lr_decay is then unused. step: the 2020
+        blog's StepLR, see `step_lr`.
         """
         if self.lr_schedule == "cosine":
             return self.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / self.epochs))
+        if self.lr_schedule == "step":
+            return step_lr(self.lr, self.lr_gamma, self.lr_step_size, epoch)
         return self.lr * self.lr_decay**epoch
 
     def momentum_at(self, epoch: int) -> float:
@@ -71,11 +77,22 @@ class TrainConfig:
         return self.momentum_start + (self.momentum_end - self.momentum_start) * frac
 
 
+def step_lr(lr: float, gamma: float, step_size: int, epoch: int) -> float:
+    """The rate of 0-based `epoch` under the 2020 blog's StepLR(step_size, gamma).
+
+    The blog calls `scheduler.step()` at the start of each epoch, before any
+    optimiser step, so PyTorch's first value is skipped: epoch e trains at
+    lr * gamma**((e + 1) // step_size), i.e. the rate drops after step_size - 1
+    epochs (29 for StepLR(30, 0.1)) and then every step_size epochs.
+    """
+    return lr * gamma ** ((epoch + 1) // step_size)
+
+
 class BatchSource:
     """Network inputs for index batches: normalised, optionally jittered."""
 
-    def __init__(self, images: torch.Tensor, jitter: int):
-        self.jitter = Jitter(images, jitter) if jitter > 0 else None
+    def __init__(self, images: torch.Tensor, jitter: int, axes: str = "both"):
+        self.jitter = Jitter(images, jitter, axes) if jitter > 0 else None
         self.inputs = None if self.jitter else normalize(images)
 
     def __call__(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -109,7 +126,10 @@ def train_epoch(model: MLP, optimizer, batches: BatchSource, targets: Sequence[t
     order = torch.randperm(n, generator=generator, device=generator.device)
     total = torch.zeros((), device=generator.device)
     for index in order.split(batch_size):
-        loss = loss_fn(model(batches(index, generator)), *(t[index] for t in targets))
+        inputs = batches(index, generator)
+        # a callable target is a function of the batch's inputs (a live teacher)
+        rows = (t(inputs) if callable(t) else t[index] for t in targets)
+        loss = loss_fn(model(inputs), *rows)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -144,7 +164,7 @@ def fit(model: MLP, images: torch.Tensor, targets: Sequence[torch.Tensor], loss_
     """
     model.generator = generator
     optimizer = make_optimizer(model, cfg)
-    batches = BatchSource(images, cfg.jitter)
+    batches = BatchSource(images, cfg.jitter, cfg.jitter_axes)
     start, history = _resume(model, optimizer, generator, checkpoint)
     for epoch in range(start, cfg.epochs):
         if threads is not None:

@@ -20,17 +20,19 @@ def check_temperature(temperature: float) -> None:
 
 def distillation_loss(student_logits: torch.Tensor, target_probs: torch.Tensor,
                       labels: torch.Tensor | None, temperature: float,
-                      hard_weight: float = 0.0) -> torch.Tensor:
+                      hard_weight: float = 0.0, soft_weight: float = 1.0) -> torch.Tensor:
     """Soft-target cross-entropy at temperature T, scaled by T^2, plus hard labels.
 
     Hinton, Vinyals & Dean (2015), section 2:
 
-        L = T^2 * mean_batch( -sum_i p_i log q_i )  +  w * CE(z, y)
+        L = s * T^2 * mean_batch( -sum_i p_i log q_i )  +  w * CE(z, y)
 
     where q_i = softmax(z/T)_i is the student's and p_i = softmax(v/T)_i the
     teacher's distribution at temperature T (`target_probs`), and the second
     term is the ordinary cross-entropy with the correct labels at T = 1 with
-    weight w = `hard_weight`. For one example the soft term's gradient is
+    weight w = `hard_weight` (s = `soft_weight`, 1 in the paper; the 2020 blog used
+    s = 0.7, w = 0.3 with KL(p || q), which differs from the cross-entropy here
+    by s * T^2 * mean entropy of p, a constant). For one example the soft term's gradient is
     dL/dz_i = T^2 * (1/T)(q_i - p_i) = T (q_i - p_i): the T^2 factor keeps
     the soft gradients' magnitude roughly independent of T, as the paper
     prescribes ("multiply them by T^2"). Cross-entropy and KL(p || q) differ
@@ -39,6 +41,8 @@ def distillation_loss(student_logits: torch.Tensor, target_probs: torch.Tensor,
     check_temperature(temperature)
     log_q = F.log_softmax(student_logits / temperature, dim=1)
     soft = -(target_probs * log_q).sum(dim=1).mean() * temperature**2
+    if soft_weight != 1.0:
+        soft = soft_weight * soft
     if hard_weight and labels is not None:
         return soft + hard_weight * F.cross_entropy(student_logits, labels)
     return soft

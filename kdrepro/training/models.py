@@ -13,6 +13,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from kdrepro.data.mnist import MEAN, STD
+
 IN_FEATURES = 784
 NUM_CLASSES = 10
 # Bounds that keep a network within one machine (the paper's teacher, 1200-1200, has
@@ -20,6 +22,10 @@ NUM_CLASSES = 10
 MAX_LAYERS, MAX_WIDTH, MAX_WEIGHTS = 8, 16_384, 50_000_000
 # Keep probabilities are drawn from 16 random bits (see `dropout_mask`).
 _MASK_BITS = 16
+# How a network sees its pixels (every net receives standardised pixels, kdrepro.data.mnist
+# .normalize, and converts them here, so a model file carries its own input convention).
+INPUT_SCALINGS = ("standardize", "unit")
+INPUT_DROPOUT_SPACES = ("normalized", "raw")
 
 
 class ModelFileError(RuntimeError):
@@ -86,8 +92,15 @@ class MLP(nn.Module):
     """
 
     def __init__(self, hidden: Sequence[int], input_dropout: float = 0.0,
-                 hidden_dropout: float = 0.0, max_norm: float | None = None):
+                 hidden_dropout: float = 0.0, max_norm: float | None = None,
+                 input_scaling: str = "standardize", input_dropout_space: str = "normalized"):
         super().__init__()
+        if input_scaling not in INPUT_SCALINGS or input_dropout_space not in INPUT_DROPOUT_SPACES:
+            raise ValueError(f"input_scaling {input_scaling!r} / input_dropout_space "
+                             f"{input_dropout_space!r}: expected one of {INPUT_SCALINGS} / "
+                             f"{INPUT_DROPOUT_SPACES}")
+        self.input_scaling = input_scaling
+        self.input_dropout_space = input_dropout_space
         sizes = [IN_FEATURES, *hidden, NUM_CLASSES]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
         self.hidden = list(hidden)
@@ -104,8 +117,25 @@ class MLP(nn.Module):
             raise RuntimeError("MLP.generator must be set before training with dropout")
         return x * dropout_mask(x.shape, p, self.generator, self._mask_cache)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Standardised pixels -> this net's inputs, input dropout included.
+
+        raw: dropout zeroes raw intensities (a dropped pixel becomes background, as in
+        Srivastava et al. 2014), then standardises; normalized: dropout acts on the
+        standardised pixels (a dropped pixel becomes the mean grey). unit: [0, 1]
+        pixels, torchvision's ToTensor (the 2020 blog), recovered as x * STD + MEAN
+        (within float32 rounding of the original).
+        """
+        raw_space = self.input_dropout_space == "raw" and self.training and self.input_dropout > 0
+        if self.input_scaling == "unit" or raw_space:
+            x = x * STD + MEAN
         x = self._drop(x, self.input_dropout)
+        if raw_space and self.input_scaling == "standardize":
+            x = (x - MEAN) / STD
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._inputs(x)
         for layer in self.layers[:-1]:
             x = self._drop(torch.relu(layer(x)), self.hidden_dropout)
         return self.layers[-1](x)
@@ -123,8 +153,14 @@ class MLP(nn.Module):
 
     def architecture(self) -> dict:
         """What is needed to rebuild this network around a saved state_dict."""
-        return {"hidden": self.hidden, "input_dropout": self.input_dropout,
+        arch = {"hidden": self.hidden, "input_dropout": self.input_dropout,
                 "hidden_dropout": self.hidden_dropout, "max_norm": self.max_norm}
+        # only when not the default, so files of the default nets stay byte-identical
+        if self.input_scaling != "standardize":
+            arch["input_scaling"] = self.input_scaling
+        if self.input_dropout_space != "normalized":
+            arch["input_dropout_space"] = self.input_dropout_space
+        return arch
 
 
 def _renorm_rows_cpu(weight: torch.Tensor, max_norm: float) -> None:

@@ -43,6 +43,7 @@ from kdrepro.provenance import (
 from kdrepro.training import bias
 from kdrepro.training.checkpoint import FileCheckpoint
 from kdrepro.training.engine import error_summary, fit, predict_logits
+from kdrepro.training.live_teacher import LiveTeacher
 from kdrepro.training.losses import distillation_loss, hard_label_loss, soft_targets
 from kdrepro.training.models import MLP, load_model, model_bytes
 from kdrepro.training.precision import gemm_mode, plan_gemm
@@ -64,19 +65,26 @@ def transfer_indices(spec: RunSpec, labels: torch.Tensor) -> torch.Tensor:
     return index
 
 
-def _objective(spec: RunSpec, mnist: MNIST, index: torch.Tensor, logits: torch.Tensor | None):
-    """(targets, loss_fn) for hard-label or soft-target training."""
+def _objective(spec: RunSpec, mnist: MNIST, index: torch.Tensor, logits: torch.Tensor | None,
+               live: LiveTeacher | None = None):
+    """(targets, loss_fn) for hard-label or soft-target training (cached or live teacher)."""
     labels = mnist.train_labels[index]
     if not spec.distilled:
         return (labels,), hard_label_loss
+    weights = {"hard_weight": spec.hard_weight or 0.0,
+               "soft_weight": 1.0 if spec.soft_weight is None else spec.soft_weight}
+    if live is not None:
+        def live_loss(out, target_labels, target_probs):
+            return distillation_loss(out, target_probs, target_labels, spec.temperature, **weights)
+
+        return (labels, live), live_loss
     probs = soft_targets(logits[index], spec.temperature)
     if not torch.isfinite(probs).all():  # name the cause before training diverges on it
         raise ValueError(f"the soft targets at temperature {spec.temperature:g} are not finite "
                          "(the logits overflow when divided by T); choose a larger temperature")
-    weight = spec.hard_weight or 0.0
 
     def loss_fn(out, target_probs, target_labels):
-        return distillation_loss(out, target_probs, target_labels, spec.temperature, weight)
+        return distillation_loss(out, target_probs, target_labels, spec.temperature, **weights)
 
     return (probs, labels), loss_fn
 
@@ -94,6 +102,10 @@ def _run_metrics(spec: RunSpec, label: str, index, history, summary, seconds) ->
 def _teacher_logits_for(spec: RunSpec, mnist: MNIST, soft_targets_path, teacher_path):
     """Cached, checked teacher logits for distilled runs; None for hard-label runs."""
     if not spec.distilled:
+        return None
+    if spec.teacher_inputs == "live":
+        if teacher_path is None:
+            raise ValueError(f"role '{spec.role}' with a live teacher needs --teacher")
         return None
     if soft_targets_path is None or teacher_path is None:
         raise ValueError(f"role '{spec.role}' needs --soft-targets and --teacher")
@@ -144,6 +156,8 @@ def _run_fingerprint(spec: RunSpec, mnist: MNIST, soft_targets_path, teacher_pat
     """Spec, data and, for distilled runs, the teacher and soft targets actually used."""
     if not spec.distilled:
         return fingerprint(spec, mnist.sha256)
+    if soft_targets_path is None:  # a live teacher reads no soft-target file
+        return fingerprint(spec, mnist.sha256, file_sha256(teacher_path))
     return fingerprint(spec, mnist.sha256, file_sha256(teacher_path),
                        file_sha256(soft_targets_path))
 
@@ -174,21 +188,27 @@ def _train_locked(spec, data_cache, out_dir, label, soft_targets_path, teacher_p
     mnist, device = load_mnist(data_cache), resolve_device(spec.device)
     logits = _teacher_logits_for(spec, mnist, soft_targets_path, teacher_path)
     index = transfer_indices(spec, mnist.train_labels)
-    targets, loss_fn = _objective(spec, mnist, index, logits)
+    live = (LiveTeacher(load_model(teacher_path, device), spec.temperature)
+            if spec.distilled and spec.teacher_inputs == "live" else None)
+    targets, loss_fn = _objective(spec, mnist, index, logits, live)
     checkpoint = _claim_checkpoint(checkpoint_path, _run_fingerprint(
         spec, mnist, soft_targets_path, teacher_path), explicit)
     seed_everything(spec.seed)
-    model = MLP(spec.hidden, spec.input_dropout, spec.hidden_dropout, spec.max_norm).to(device)
+    model = MLP(spec.hidden, spec.input_dropout, spec.hidden_dropout, spec.max_norm,
+                spec.input_scaling, spec.input_dropout_space).to(device)
     test_images, test_labels = mnist.test_images.to(device), mnist.test_labels.to(device)
+    targets = [t if callable(t) else t.to(device) for t in targets]
     gemm, policy = plan_gemm(spec.precision, device), ThreadPolicy(threads)
     with gemm_mode(gemm, device):
-        history = fit(model, mnist.train_images[index].to(device),
-                      [t.to(device) for t in targets], loss_fn, spec.train_config(),
-                      make_generator(spec.seed, device), eval_set=(test_images, test_labels),
-                      on_epoch=on_epoch, checkpoint=checkpoint, threads=policy)
+        history = fit(model, mnist.train_images[index].to(device), targets, loss_fn,
+                      spec.train_config(), make_generator(spec.seed, device),
+                      eval_set=(test_images, test_labels), on_epoch=on_epoch,
+                      checkpoint=checkpoint, threads=policy)
         summary = error_summary(predict_logits(model, test_images), test_labels)
     metrics = _run_metrics(spec, label, index, history, summary, time.perf_counter() - tic)
-    inputs = {"soft_targets": soft_targets_path, "teacher": teacher_path} if spec.distilled else {}
+    used = (("teacher", teacher_path),) if live else (("soft_targets", soft_targets_path),
+                                                       ("teacher", teacher_path))
+    inputs = {k: v for k, v in used if spec.distilled and v is not None}
     commit_run(out_dir, model, metrics, dict(
         spec=spec.to_dict(), data_sha256=mnist.sha256, device=str(device), threads=threads,
         wall_seconds=time.perf_counter() - tic, started=started, inputs=inputs),
@@ -244,7 +264,7 @@ def shifted_classes(run_dir: Path) -> tuple[str, list[int]]:
 
 
 def bias_run(run_dir: Path, data_cache: Path, paper_shift: float,
-             shifts: Sequence[float], out: Path) -> dict:
+             shifts: Sequence[float], out: Path, set_all: float | None = None) -> dict:
     """Sweep the shifted classes' biases of a trained omit/keep run; write bias.json."""
     run_dir, out = Path(run_dir), Path(out)
     inputs = {"--data": data_cache, **{f"run's {n}": run_dir / n for n in RUN_FILES}}
@@ -263,7 +283,8 @@ def bias_run(run_dir: Path, data_cache: Path, paper_shift: float,
                                         spec.validation_seed)
         validation = _logits_and_labels(model, mnist.train_images[val_index],
                                         mnist.train_labels[val_index])
-    result = bias.bias_experiment(test, validation, classes, paper_shift, shifts)
+    all_set = None if set_all is None else (model.layers[-1].bias.detach(), set_all)
+    result = bias.bias_experiment(test, validation, classes, paper_shift, shifts, set_all=all_set)
     payload = {"schema": SCHEMA, "run": run_name, **result}
     with _run_folder_lock(out):
         write_json(out, payload)

@@ -8,13 +8,22 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kdrepro.data.jitter import JITTER_AXES
 from kdrepro.training.engine import TrainConfig
-from kdrepro.training.models import MAX_LAYERS, MAX_WEIGHTS, MAX_WIDTH, hidden_ok
+from kdrepro.training.models import (
+    INPUT_DROPOUT_SPACES,
+    INPUT_SCALINGS,
+    MAX_LAYERS,
+    MAX_WEIGHTS,
+    MAX_WIDTH,
+    hidden_ok,
+)
 from kdrepro.training.precision import PRECISIONS
 
 ROLES = ("teacher", "baseline", "distilled", "omit", "keep")
 DISTILLED_ROLES = ("distilled", "omit", "keep")
-LR_SCHEDULES = ("geometric", "cosine")
+LR_SCHEDULES = ("geometric", "cosine", "step")
+TEACHER_INPUTS = ("cached", "live")  # soft targets of unjittered images, or of each batch
 # Bounds that keep a run within one machine, checked before anything is allocated
 # (network bounds: kdrepro.training.models); the config schema repeats them.
 MAX_EPOCHS, MAX_BATCH = 10_000, 60_000  # 60,000 = the whole MNIST training set
@@ -39,6 +48,10 @@ class RunSpec(TrainConfig):
     seed: int = 1
     temperature: float | None = None
     hard_weight: float | None = None
+    soft_weight: float | None = None
+    teacher_inputs: str = "cached"
+    input_scaling: str = "standardize"
+    input_dropout_space: str = "normalized"
     omit: tuple[int, ...] = field(default_factory=tuple)
     keep: tuple[int, ...] = field(default_factory=tuple)
     validation_fraction: float = 0.0
@@ -79,11 +92,17 @@ _RULES = [
     ("hidden_dropout", lambda v: 0 <= v < 1, "a probability in [0, 1)"),
     ("max_norm", lambda v: v is None or 0 < v <= MAX_NORM, f"null or a number in (0, {MAX_NORM:g}]"),
     ("jitter", lambda v: _int(v) and 0 <= v <= 8, "an integer 0..8 (pixels)"),
+    ("jitter_axes", lambda v: v in JITTER_AXES, f"one of {', '.join(JITTER_AXES)}"),
+    ("input_scaling", lambda v: v in INPUT_SCALINGS, f"one of {', '.join(INPUT_SCALINGS)}"),
+    ("input_dropout_space", lambda v: v in INPUT_DROPOUT_SPACES,
+     f"one of {', '.join(INPUT_DROPOUT_SPACES)}"),
     ("epochs", lambda v: _int(v) and 1 <= v <= MAX_EPOCHS, f"an integer 1..{MAX_EPOCHS}"),
     ("batch_size", lambda v: _int(v) and 1 <= v <= MAX_BATCH, f"an integer 1..{MAX_BATCH}"),
     ("lr", lambda v: 0 < v <= MAX_LR, f"a number in (0, {MAX_LR}]"),
     ("lr_decay", lambda v: 0 < v <= 1, "a number in (0, 1]"),
     ("lr_schedule", lambda v: v in LR_SCHEDULES, f"one of {', '.join(LR_SCHEDULES)}"),
+    ("lr_step_size", lambda v: _int(v) and 1 <= v <= MAX_EPOCHS, f"an integer 1..{MAX_EPOCHS}"),
+    ("lr_gamma", lambda v: 0 < v <= 1, "a number in (0, 1]"),
     ("momentum_start", lambda v: 0 <= v < 1, "a number in [0, 1)"),
     ("momentum_end", lambda v: 0 <= v < 1, "a number in [0, 1)"),
     ("momentum_ramp_epochs", lambda v: _int(v) and 0 <= v <= MAX_EPOCHS,
@@ -94,6 +113,9 @@ _RULES = [
      f"null or a number in (0, {MAX_TEMPERATURE}]"),
     ("hard_weight", lambda v: v is None or 0 <= v <= MAX_HARD_WEIGHT,
      f"null or a number in [0, {MAX_HARD_WEIGHT}]"),
+    ("soft_weight", lambda v: v is None or 0 <= v <= MAX_HARD_WEIGHT,
+     f"null or a number in [0, {MAX_HARD_WEIGHT}]"),
+    ("teacher_inputs", lambda v: v in TEACHER_INPUTS, f"one of {', '.join(TEACHER_INPUTS)}"),
     ("omit", _digits, "a list of digits 0..9"),
     ("keep", _digits, "a list of digits 0..9"),
     ("validation_fraction", lambda v: 0 <= v < 1, "a number in [0, 1)"),
@@ -128,6 +150,8 @@ def _check_consistency(spec: RunSpec) -> None:
         raise SpecError(f"role '{spec.role}' trains on soft targets: set 'temperature' (> 0)")
     if spec.role in ("teacher", "baseline") and spec.temperature is not None:
         raise SpecError(f"role '{spec.role}' trains on hard labels: 'temperature' must be null")
+    if spec.teacher_inputs == "live" and spec.role not in DISTILLED_ROLES:
+        raise SpecError(f"role '{spec.role}' has no teacher: 'teacher_inputs' must be cached")
     if spec.omit and spec.keep:
         raise SpecError("set at most one of 'omit' and 'keep'")
     if spec.role in ("omit", "keep") and not getattr(spec, spec.role):
@@ -178,6 +202,16 @@ def parse_spec(text: str) -> RunSpec:
     return spec_from_dict(data)
 
 
+# Settings added after the first checkpoints were written (issues 15 and 16); at their
+# defaults they mean what the code did before, so they stay out of a fingerprint and a
+# run interrupted before they existed still resumes from its checkpoint.
+LATER_FIELDS = ("soft_weight", "teacher_inputs", "input_scaling", "input_dropout_space",
+                "jitter_axes", "lr_step_size", "lr_gamma")
+
+
 def fingerprint(spec: RunSpec, *extra: str) -> str:
     """A stable string identifying a run's configuration (for checkpoints)."""
-    return json.dumps([spec.to_dict(), *extra], sort_keys=True)
+    defaults = {f.name: f.default for f in dataclasses.fields(RunSpec)}
+    settings = {k: v for k, v in spec.to_dict().items()
+                if k not in LATER_FIELDS or v != defaults[k]}
+    return json.dumps([settings, *extra], sort_keys=True)

@@ -43,6 +43,9 @@ rule bias_sweep:
         run="results/{kind}/c{classes}/seed{seed}",
         paper_shift=lambda wc: config[wc.kind]["paper_shift"],
         shifts=lambda wc: "{start}:{stop}:{step}".format(**config[wc.kind]["sweep"]),
+        set_all=lambda wc: (
+            "" if config[wc.kind]["set_all_biases"] is None
+            else f" --set-all-biases={config[wc.kind]['set_all_biases']}"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -53,5 +56,5 @@ rule bias_sweep:
         "results/benchmarks/bias_sweep/{kind}/c{classes}/seed{seed}.tsv"
     shell:
         "kdrepro bias --run-dir {params.run} --data {input.data} --out {output}"
-        " --paper-shift {params.paper_shift} --shifts={params.shifts}"
+        " --paper-shift {params.paper_shift} --shifts={params.shifts}{params.set_all}"
         " --threads {threads}" + LOG
