@@ -101,3 +101,12 @@ def test_grid_blocks_group_temperatures_per_width_and_seed():
     assert sorted(blocks) == ["h300_seed1", "h30_seed4", "h30_seed5"]
     assert blocks["h30_seed5"]["temperatures"] == [1.0, 2.5]
     assert blocks["h30_seed5"]["runs"] == ["distilled/h30/T1/seed5", "distilled/h30/T2.5/seed5"]
+
+
+def test_grid_trains_as_blocks_only_when_its_students_are_block_compatible():
+    assert plan.grid_blocks(_config())
+    blog = yaml.safe_load((ROOT / "config" / "blog2020.yaml").read_text())
+    config = _config(blog)
+    assert not plan.blockable(config) and plan.grid_blocks(config) == []
+    runs = plan.experiment_runs(config)
+    assert any(r.startswith("distilled/h30/") for r in runs)  # trained one by one instead
