@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kdrepro import plan  # noqa: E402
+from kdrepro.config import validate_config  # noqa: E402
 
 TARGET = 3.0
 WIDTH = 30
@@ -84,7 +85,8 @@ def measure_grid30(data_path: Path, quick: bool, epochs: int | None = None) -> d
     quick: three temperatures, one epoch (well under a minute); otherwise every
     temperature of the profile's 30-unit row and the student's epochs.
     """
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config = validate_config(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()),
+                             ROOT / "workflow" / "schemas" / "config.schema.yaml")  # + defaults
     seed = plan.grid_cells(config, WIDTH)[0][1]
     temps = [float(t) for t, s in plan.grid_cells(config, WIDTH) if s == seed]
     temps = temps[:3] if quick else temps

@@ -19,8 +19,9 @@ from pathlib import Path
 
 def job_spec(student: dict, width: int, seed: int, epochs: int, rows_fraction: float) -> dict:
     """A short hard-label student run; `rows_fraction` < 1 trains on fewer rows."""
-    return {"role": "baseline", "hidden": [width, width], "seed": seed, "epochs": epochs,
-            "validation_fraction": round(1.0 - rows_fraction, 6), **student["optimizer_spec"]}
+    # the profile's optimiser settings, but this benchmark's epochs (they hold `epochs` too)
+    return {**student["optimizer_spec"], "role": "baseline", "hidden": [width, width],
+            "seed": seed, "epochs": epochs, "validation_fraction": round(1.0 - rows_fraction, 6)}
 
 
 def _command(spec: dict, data: Path, out_dir: Path, threads: int) -> list[str]:

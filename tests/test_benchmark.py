@@ -46,3 +46,14 @@ def test_smoke_run_writes_every_target(train_speed, real_mnist_dir, tmp_path, ca
     printed = capsys.readouterr().out
     assert "[PASS]" in printed or "[MISS]" in printed
     sys.modules.pop("train_speed", None)
+
+
+def test_parallel_jobs_part_trains_the_epochs_it_asks_for(train_speed):
+    """The config's optimiser settings carry `epochs` too; the part's own count wins."""
+    import jobs
+
+    setup = train_speed.load_setup(ROOT / "config" / "config.yaml")
+    spec = jobs.job_spec(setup["student"], 300, 1, 1, 0.1)
+    assert spec["epochs"] == 1 and spec["hidden"] == [300, 300]
+    assert spec["validation_fraction"] == pytest.approx(0.9)
+    assert spec["lr"] == setup["student"]["optimizer_spec"]["lr"]

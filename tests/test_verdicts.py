@@ -66,7 +66,9 @@ def test_paired_t_matches_the_closed_form_for_three_degrees_of_freedom():
     assert (test.n, test.mean_diff) == (4, 2.0)
     assert test.pvalue == pytest.approx(2 * upper, rel=1e-9)
     assert not test.a_better()  # A makes more errors
-    assert paired_t([1, 2], [3, 4]).pvalue == 0.0  # identical differences: exact
+    # identical differences: the t-test is undefined; the exact sign-flip test of 2 pairs
+    assert paired_t([1, 2], [3, 4]).pvalue == 0.5
+    assert paired_t([1, 2, 3, 4, 5, 6], [3, 4, 5, 6, 7, 8]).pvalue == pytest.approx(2 / 64)
     assert paired_t([1], [3]).pvalue is None
 
 
@@ -206,3 +208,11 @@ def test_measure_keeps_seeds_for_pairing():
     m = Measure.of([(70, 10000), (76, 10000)], 10000, seeds=[3, 7])
     assert m.by_seed() == {3: 70.0, 7: 76.0} and m.mean == 73.0
     assert len(m.run_intervals) == 2 and m.run_intervals[0][0] < 70 < m.run_intervals[0][1]
+
+
+def test_identical_seeds_are_not_taken_as_certainty():
+    """Two seeds with the same count: the t interval collapses, but that is no evidence."""
+    assert new_run_pvalue([80, 80], 74) == pytest.approx(2 / 3)
+    assert new_run_pvalue([80, 80], 80) == 1.0
+    decision = verdicts.count_decision(74, Measure.of([(80, 10000), (80, 10000)], 10000))
+    assert decision.verdict == verdicts.INCONCLUSIVE

@@ -73,10 +73,20 @@ def prediction_interval(values: Sequence[float],
 
 
 def _t_pvalue(estimate: float, scale: float, df: int, alternative: str) -> float:
-    """p of a t statistic estimate/scale; a zero scale (identical seeds) is decided exactly."""
+    """p of a t statistic estimate/scale over df + 1 seeds.
+
+    A zero scale (every seed gave the same value) leaves the t-test undefined, and
+    with integer error counts and few seeds it happens by chance, so it is not taken
+    as certainty: p is then that of the exact sign-flip test of those identical
+    values, 0.5^n one-sided (2 * 0.5^n two-sided) in the claimed direction, else 1.
+    With 2 seeds that is 0.5: never significant.
+    """
     if scale == 0:
-        exact = {"two-sided": estimate == 0, "less": estimate >= 0, "greater": estimate <= 0}
-        return 1.0 if exact[alternative] else 0.0
+        n = df + 1
+        holds = {"two-sided": estimate != 0, "less": estimate < 0, "greater": estimate > 0}
+        if not holds[alternative]:
+            return 1.0
+        return min(1.0, (2.0 if alternative == "two-sided" else 1.0) * 0.5**n)
     t = estimate / scale
     if alternative == "two-sided":
         return float(2 * sps.t.sf(abs(t), df))
@@ -91,6 +101,8 @@ def new_run_pvalue(values: Sequence[float], value: float) -> float | None:
     if n < 2:
         return None
     mean, sd = mean_sd(values)
+    if sd == 0:  # n identical runs: the new run is the most extreme of n + 1 exchangeable runs
+        return 1.0 if value == mean else min(1.0, 2 / (n + 1))
     return _t_pvalue(value - mean, sd * math.sqrt(1 + 1 / n), n - 1, "two-sided")
 
 

@@ -90,7 +90,7 @@ def count_decision(paper: float, measure: Measure | None) -> Decision:
     low, _ = measure.interval
     if measure.mean <= paper:
         return Decision(REPRODUCED, "our mean is at or below the paper's value", p)
-    if paper < low:
+    if paper < low and p is not None and p < ALPHA:  # p: identical seeds are not certainty
         return Decision(NOT_REPRODUCED, "the paper's value lies below our 95% prediction "
                                         "interval: our runs are significantly worse", p)
     if measure.n < MIN_SEEDS_TO_CONFIRM:
@@ -102,7 +102,8 @@ def count_decision(paper: float, measure: Measure | None) -> Decision:
 
 def _pair_text(test, a: str, b: str) -> str:
     p = "—" if test.pvalue is None else f"{test.pvalue:.2g}"
-    return f"{a} − {b}: {test.mean_diff:+.1f} errors over {test.n} seeds (paired t, p = {p})"
+    how = "identical differences: exact sign-flip" if test.sd_diff == 0 else "paired t"
+    return f"{a} − {b}: {test.mean_diff:+.1f} errors over {test.n} seeds ({how}, p = {p})"
 
 
 def better_decision(a: Measure | None, b: Measure | None, a_name: str,

@@ -16,7 +16,6 @@ import json
 import math
 import time
 from contextlib import ExitStack
-from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
@@ -40,6 +39,7 @@ from kdrepro.training.engine import (
     error_summary,
     make_optimizer,
     predict_logits,
+    save_epoch,
 )
 from kdrepro.training.losses import check_temperature, soft_targets
 from kdrepro.training.models import MLP
@@ -160,11 +160,7 @@ def fit_block(block: StudentBlock, images: torch.Tensor, probs: torch.Tensor,
                    for loss, err in zip(losses, errors)]
         for student_history, record in zip(history, records):
             student_history.append(record)
-        if checkpoint is not None:
-            checkpoint.save({"epoch": epoch + 1, "model": block.state_dict(),
-                             "optimizer": optimizer.state_dict(),
-                             "generator": generator.get_state(), "history": history,
-                             "config": asdict(cfg)})
+        save_epoch(checkpoint, epoch + 1, block, optimizer, generator, history, cfg)
         if on_epoch is not None:
             on_epoch(records)
     return history

@@ -182,14 +182,21 @@ def fit(model: MLP, images: torch.Tensor, targets: Sequence[torch.Tensor], loss_
             record["test_errors"] = count_errors(predict_logits(model, eval_set[0]), eval_set[1])
         record["seconds"] = time.perf_counter() - tic
         history.append(record)
-        if checkpoint is not None:
-            checkpoint.save({"epoch": epoch + 1, "model": model.state_dict(),
-                             "optimizer": optimizer.state_dict(),
-                             "generator": generator.get_state(), "history": history,
-                             "config": asdict(cfg)})
+        save_epoch(checkpoint, epoch + 1, model, optimizer, generator, history, cfg)
         if on_epoch is not None:
             on_epoch(record)
     return history
+
+
+def save_epoch(checkpoint: Checkpoint | None, epoch: int, model, optimizer, generator,
+               history, cfg: TrainConfig) -> None:
+    """Checkpoint the state at an epoch boundary (a single net or a block of students);
+    `_resume` restores it bit-identically."""
+    if checkpoint is not None:
+        checkpoint.save({"epoch": epoch, "model": model.state_dict(),
+                         "optimizer": optimizer.state_dict(),
+                         "generator": generator.get_state(), "history": history,
+                         "config": asdict(cfg)})
 
 
 @torch.no_grad()
