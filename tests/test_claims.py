@@ -105,7 +105,9 @@ def test_ledger_values_come_from_paper_yaml_and_results(full_ledger):
     assert by_id["teacher_errors"].measure.mean == 70.0  # fake seeds: 67, 70, 73
     assert by_id["keep78_error_pct"].paper == 47.3
     compared = by_id["distilled_vs_baseline"]
-    assert compared.pvalue < 1e-6 and compared.verdict == verdicts.REPRODUCED
+    # the fake seeds' differences are identical: the exact sign-flip p of 3 pairs is 0.25, so
+    # three seeds cannot make it significant however large the gap
+    assert compared.pvalue == pytest.approx(0.25) and compared.verdict == verdicts.INCONCLUSIVE
     assert [t["seed"] for t in compared.extra["mcnemar"]] == [1, 2, 3]  # one test per pair
     assert "McNemar" in compared.detail and "seed 2:" in compared.detail
 

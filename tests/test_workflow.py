@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from kdrepro.config import validate_config
-from kdrepro.plan import experiment_runs, merge_config
+from kdrepro.plan import experiment_runs, grid_blocks, merge_config
 
 ROOT = Path(__file__).resolve().parents[1]
 COPY = ("Snakefile", "workflow", "config", "templates")
@@ -65,8 +65,12 @@ def test_quick_overlay_produces_every_experiment(quick_run):
     for run in ("omit/c3/seed1", "keep/c78/seed1"):
         bias = json.loads((quick_run / "results" / run / "bias.json").read_text())
         assert set(bias["protocols"]) == {"as_trained", "paper", "test_tuned", "validation"}
+    merged = validate_config(merge_config(config, quick), ROOT / "workflow" / "schemas" /
+                             "config.schema.yaml")
+    in_blocks = {run: b["name"] for b in grid_blocks(merged) for run in b["runs"]}
     for run in _expected_runs(config, quick):  # `kdrepro status` reads these
-        progress = json.loads((quick_run / "results" / "progress" / f"{run}.json").read_text())
+        name = f"blocks/{in_blocks[run]}" if run in in_blocks else run
+        progress = json.loads((quick_run / "results" / "progress" / f"{name}.json").read_text())
         assert progress["state"] == "finished", run
     assert (quick_run / "reports" / "report.html").stat().st_size > 0
     assert (quick_run / "reports" / "report.md").stat().st_size > 0
