@@ -8,21 +8,17 @@ sizes, temperature, transfer set), so a 30-30 run under ``results/teacher/`` is 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
-
-import yaml
 
 from kdrepro.report.collect import RunRecord
+from kdrepro.report.paper import published
 from kdrepro.report.stats import Measure
 from kdrepro.report.verdicts import PENDING
 
 
-@cache
 def paper_facts() -> dict:
-    """The published values, sources and assumption register (kdrepro/report/paper.yaml)."""
-    text = resources.files("kdrepro.report").joinpath("paper.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    """The published values, sources and assumption register (kdrepro/report/paper.yaml),
+    read once by :func:`kdrepro.report.paper.published`."""
+    return published()
 
 
 def fact(key: str) -> dict:

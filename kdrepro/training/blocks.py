@@ -34,20 +34,20 @@ from kdrepro.training.engine import (
     Checkpoint,
     TrainConfig,
     TrainingError,
-    _resume,
-    _set_schedule,
     error_summary,
     make_optimizer,
     predict_logits,
+    resume,
     save_epoch,
+    set_schedule,
 )
 from kdrepro.training.losses import check_temperature, soft_targets
 from kdrepro.training.models import MLP
 from kdrepro.training.precision import gemm_mode, plan_gemm
 from kdrepro.training.runs import (
-    _teacher_logits_for,
     commit_run,
     run_metrics,
+    teacher_logits_for,
     transfer_indices,
 )
 from kdrepro.training.spec import RunSpec
@@ -140,11 +140,11 @@ def fit_block(block: StudentBlock, images: torch.Tensor, probs: torch.Tensor,
     optimizer = make_optimizer(block, cfg)
     batches = BatchSource(images, 0)
     temps = torch.tensor([float(t) for t in temperatures], device=labels.device)
-    start, history = _resume(block, optimizer, generator, checkpoint)
+    start, history = resume(block, optimizer, generator, checkpoint)
     history = history or [[] for _ in range(block.count)]
     for epoch in range(start, cfg.epochs):
         tic = time.perf_counter()
-        _set_schedule(optimizer, cfg, epoch)
+        set_schedule(optimizer, cfg, epoch)
         losses = _block_epoch(block, optimizer, batches, probs, labels, temps, hard_weight,
                               cfg.batch_size, generator)
         for loss, temperature in zip(losses, temperatures):
@@ -218,7 +218,7 @@ def _train_block_locked(specs, data_cache, out_dirs, labels, soft_targets_path, 
         check_temperature(spec.temperature)
     first = specs[0]
     mnist, device = load_mnist(data_cache), resolve_device(first.device)
-    logits = _teacher_logits_for(first, mnist, soft_targets_path, teacher_path)
+    logits = teacher_logits_for(first, mnist, soft_targets_path, teacher_path)
     index = transfer_indices(first, mnist.train_labels)
     probs = torch.stack([soft_targets(logits[index], s.temperature) for s in specs], dim=1)
     seed_everything(first.seed)

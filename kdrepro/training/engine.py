@@ -101,7 +101,7 @@ class BatchSource:
         return normalize(self.jitter(index, generator))
 
 
-def _set_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, epoch: int) -> None:
+def set_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, epoch: int) -> None:
     for group in optimizer.param_groups:
         group["lr"] = cfg.lr_at(epoch)
         group["momentum"] = cfg.momentum_at(epoch)
@@ -138,7 +138,7 @@ def train_epoch(model: MLP, optimizer, batches: BatchSource, targets: Sequence[t
     return float(total) / n
 
 
-def _resume(model, optimizer, generator, checkpoint: Checkpoint | None) -> tuple[int, list]:
+def resume(model, optimizer, generator, checkpoint: Checkpoint | None) -> tuple[int, list]:
     state = checkpoint.load() if checkpoint is not None else None
     if state is None:
         return 0, []
@@ -165,12 +165,12 @@ def fit(model: MLP, images: torch.Tensor, targets: Sequence[torch.Tensor], loss_
     model.generator = generator
     optimizer = make_optimizer(model, cfg)
     batches = BatchSource(images, cfg.jitter, cfg.jitter_axes)
-    start, history = _resume(model, optimizer, generator, checkpoint)
+    start, history = resume(model, optimizer, generator, checkpoint)
     for epoch in range(start, cfg.epochs):
         if threads is not None:
             threads.before_epoch()
         tic = time.perf_counter()
-        _set_schedule(optimizer, cfg, epoch)
+        set_schedule(optimizer, cfg, epoch)
         loss = train_epoch(model, optimizer, batches, targets, loss_fn, cfg.batch_size, generator)
         if not math.isfinite(loss):
             raise TrainingError(
@@ -191,7 +191,7 @@ def fit(model: MLP, images: torch.Tensor, targets: Sequence[torch.Tensor], loss_
 def save_epoch(checkpoint: Checkpoint | None, epoch: int, model, optimizer, generator,
                history, cfg: TrainConfig) -> None:
     """Checkpoint the state at an epoch boundary (a single net or a block of students);
-    `_resume` restores it bit-identically."""
+    `resume` restores it bit-identically."""
     if checkpoint is not None:
         checkpoint.save({"epoch": epoch, "model": model.state_dict(),
                          "optimizer": optimizer.state_dict(),

@@ -99,7 +99,7 @@ def _run_metrics(spec: RunSpec, label: str, index, history, summary, seconds) ->
             "train_seconds": round(seconds, 3)}
 
 
-def _teacher_logits_for(spec: RunSpec, mnist: MNIST, soft_targets_path, teacher_path):
+def teacher_logits_for(spec: RunSpec, mnist: MNIST, soft_targets_path, teacher_path):
     """Cached, checked teacher logits for distilled runs; None for hard-label runs."""
     if not spec.distilled:
         return None
@@ -186,7 +186,7 @@ def _train_locked(spec, data_cache, out_dir, label, soft_targets_path, teacher_p
                   checkpoint_path, explicit, threads, on_epoch) -> dict:
     started, tic = datetime.now(timezone.utc), time.perf_counter()
     mnist, device = load_mnist(data_cache), resolve_device(spec.device)
-    logits = _teacher_logits_for(spec, mnist, soft_targets_path, teacher_path)
+    logits = teacher_logits_for(spec, mnist, soft_targets_path, teacher_path)
     index = transfer_indices(spec, mnist.train_labels)
     live = (LiveTeacher(load_model(teacher_path, device), spec.temperature)
             if spec.distilled and spec.teacher_inputs == "live" else None)
