@@ -40,6 +40,7 @@ class ProgressFile:
         mean = self._seconds / self._epochs_seen
         self.state.update(epoch=record["epoch"], loss=record["loss"],
                           test_errors=record.get("test_errors"), epoch_seconds=record["seconds"],
+                          val_errors=record.get("val_errors"),  # tuning runs (never the test set)
                           eta_seconds=mean * (self.state["epochs"] - record["epoch"]))
         self._write()
 

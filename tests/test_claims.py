@@ -153,6 +153,9 @@ def test_target_bounds_our_mean_only_for_its_protocols():
     assert target_check({"max": 120, "protocols": ["test_tuned"]}, "test_tuned", near)[1] is True
     assert target_check({"max": 70}, "", None) == (70.0, None)
     assert target_check(None, "", near) == (None, None)
+    band = {"min": 131.4, "max": 160.6}  # the hard-label student's 146 ± 10%
+    assert target_check(band, "", near)[1] is False  # below the band is a miss too
+    assert target_check(band, "", Measure.of([(150, 10000)], 10000)) == (160.6, True)
 
 
 def test_a_missed_target_is_named_in_the_verdict_reason():
@@ -161,6 +164,8 @@ def test_a_missed_target_is_named_in_the_verdict_reason():
     seeds = [(66, 10000), (76, 10000), (74, 10000)]  # the paper's 67 inside the PI
     row = count_row("teacher_errors", "Teacher", "errors", Measure.of(seeds, 10000))
     assert row.verdict == "reproduced" and row.target_met is False
-    assert row.reason.endswith("; the target (mean ≤ 70) is missed")
+    assert row.reason.endswith("; the target (mean ≤ 67) is missed")
+    band = count_row("baseline_errors", "Baseline", "errors", Measure.of([(128, 10000)] * 2, 10000))
+    assert band.reason.endswith("; the target (131.4 ≤ mean ≤ 160.6) is missed")
     met = count_row("teacher_errors", "Teacher", "errors", Measure.of([(65, 10000)], 10000))
     assert "target" not in met.reason

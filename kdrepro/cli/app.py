@@ -112,8 +112,11 @@ def train(
                                 soft_targets_path=soft_targets, teacher_path=teacher,
                                 checkpoint_path=checkpoint, threads=threads, on_epoch=on_epoch)
             if tracker is not None:
-                tracker.finish("finished", metrics["test_errors"])
-    typer.echo(f"{metrics['run']}: {metrics['test_errors']} test errors -> {out}")
+                tracker.finish("finished", metrics.get("test_errors"))
+    if metrics.get("scored_on") == "validation":  # a tuning run never reads the test set
+        typer.echo(f"{metrics['run']}: {metrics['val_errors']} validation errors -> {out}")
+    else:
+        typer.echo(f"{metrics['run']}: {metrics['test_errors']} test errors -> {out}")
 
 
 @app.command("soft-targets")

@@ -32,9 +32,11 @@ def fmt_duration(seconds: float | None) -> str:
 def job_row(job: dict, now: float) -> list[str]:
     """The table cells of one job."""
     loss = job.get("loss")
-    errors = job.get("test_errors")
+    errors, val_errors = job.get("test_errors"), job.get("val_errors")
+    shown = (str(errors) if errors is not None
+             else f"{val_errors} (val)" if val_errors is not None else "—")
     return [job["run"], job["state"], f"{job.get('epoch', 0)}/{job['epochs']}",
-            "—" if loss is None else f"{loss:.4f}", "—" if errors is None else str(errors),
+            "—" if loss is None else f"{loss:.4f}", shown,
             fmt_duration(job.get("epoch_seconds")),
             fmt_duration(job.get("eta_seconds")) if job["state"] == "running" else "—",
             fmt_duration(now - job["updated"]) + " ago" if "updated" in job else "—"]

@@ -7,6 +7,8 @@ the run records of :mod:`kdrepro.report.collect`; the verdicts from the stated m
 
 from __future__ import annotations
 
+import math
+
 from kdrepro.report.collect import RunRecord
 from kdrepro.report.facts import (
     LedgerRow,
@@ -57,11 +59,14 @@ def target_check(target: dict | None, protocol_id: str,
                  measure: Measure | None) -> tuple[float | None, bool | None]:
     """(bound, met?) of the project's target for this claim (paper.yaml `target`), if any.
 
-    A target is stricter than the verdict: it bounds our mean, not the interval."""
+    A target is stricter than the verdict: it bounds our mean, not the interval. An
+    optional `min` makes it a band (the hard-label student: 146 ± 10%)."""
     if not target or protocol_id not in target.get("protocols", [protocol_id]):
         return None, None
-    bound = float(target["max"])
-    return bound, (None if measure is None or measure.n == 0 else measure.mean <= bound)
+    bound, lower = float(target["max"]), float(target.get("min", -math.inf))
+    if measure is None or measure.n == 0:
+        return bound, None
+    return bound, lower <= measure.mean <= bound
 
 
 def count_row(key: str, claim: str, unit: str, measure: Measure | None,
@@ -83,8 +88,11 @@ def count_row(key: str, claim: str, unit: str, measure: Measure | None,
     if notes:
         row.reason += f"; not graded: {'; '.join(notes)}"
     row.target, row.target_met = target_check(published.get("target"), row.protocol_id, measure)
+    if row.target is not None:
+        row.target_min = published["target"].get("min")
     if row.target_met is False:  # the verdict column says so too (issue 5)
-        row.reason += f"; the target (mean ≤ {row.target:g}) is missed"
+        band = f"{row.target_min:g} ≤ mean ≤ " if row.target_min is not None else "mean ≤ "
+        row.reason += f"; the target ({band}{row.target:g}) is missed"
     return row
 
 

@@ -51,6 +51,7 @@ class LedgerRow:
     quote: str = ""
     target: float | None = None  # the default profile's acceptance bound on our mean
     target_met: bool | None = None
+    target_min: float | None = None  # a band's lower end (None: a bound from above only)
     extra: dict = field(default_factory=dict)
 
 

@@ -151,12 +151,14 @@ def resume(model, optimizer, generator, checkpoint: Checkpoint | None) -> tuple[
 def fit(model: MLP, images: torch.Tensor, targets: Sequence[torch.Tensor], loss_fn: LossFn,
         cfg: TrainConfig, generator: torch.Generator, *, eval_set=None,
         on_epoch: Callable[[dict], None] | None = None,
-        checkpoint: Checkpoint | None = None, threads=None) -> list[dict]:
+        checkpoint: Checkpoint | None = None, threads=None,
+        eval_name: str = "test_errors") -> list[dict]:
     """Train `model` on `images` (uint8 [N,28,28]) against `targets`; return the history.
 
     `loss_fn(logits, *target_rows)` receives the rows of every tensor in
     `targets` for the batch (labels, soft targets, ...). `eval_set` is an
-    optional (images, labels) pair scored after each epoch for the history.
+    optional (images, labels) pair scored after each epoch for the history
+    (under `eval_name`: "val_errors" when it is the validation split).
     With a `checkpoint`, state is saved at each epoch boundary and a
     re-started run resumes bit-identically from the last one. `threads`
     (a kdrepro.training.threads.ThreadPolicy) re-decides the thread count
@@ -179,7 +181,7 @@ def fit(model: MLP, images: torch.Tensor, targets: Sequence[torch.Tensor], loss_
         record = {"epoch": epoch + 1, "loss": loss, "lr": cfg.lr_at(epoch),
                   "momentum": cfg.momentum_at(epoch)}
         if eval_set is not None:
-            record["test_errors"] = count_errors(predict_logits(model, eval_set[0]), eval_set[1])
+            record[eval_name] = count_errors(predict_logits(model, eval_set[0]), eval_set[1])
         record["seconds"] = time.perf_counter() - tic
         history.append(record)
         save_epoch(checkpoint, epoch + 1, model, optimizer, generator, history, cfg)

@@ -47,6 +47,7 @@ from kdrepro.training.live_teacher import LiveTeacher
 from kdrepro.training.losses import distillation_loss, hard_label_loss, soft_targets
 from kdrepro.training.models import MLP, load_model, model_bytes
 from kdrepro.training.precision import gemm_mode, plan_gemm
+from kdrepro.training.scoring import scored_summary, scoring_set
 from kdrepro.training.soft_targets import load_soft_targets, save_soft_targets, teacher_logits
 from kdrepro.training.spec import RunSpec, fingerprint, spec_from_dict
 from kdrepro.training.threads import ThreadPolicy
@@ -196,15 +197,17 @@ def _train_locked(spec, data_cache, out_dir, label, soft_targets_path, teacher_p
     seed_everything(spec.seed)
     model = MLP(spec.hidden, spec.input_dropout, spec.hidden_dropout, spec.max_norm,
                 spec.input_scaling, spec.input_dropout_space).to(device)
-    test_images, test_labels = mnist.test_images.to(device), mnist.test_labels.to(device)
+    score_images, score_labels = (t.to(device) for t in scoring_set(spec, mnist))
     targets = [t if callable(t) else t.to(device) for t in targets]
     gemm, policy = plan_gemm(spec.precision, device), ThreadPolicy(threads)
     with gemm_mode(gemm, device):
         history = fit(model, mnist.train_images[index].to(device), targets, loss_fn,
                       spec.train_config(), make_generator(spec.seed, device),
-                      eval_set=(test_images, test_labels), on_epoch=on_epoch,
-                      checkpoint=checkpoint, threads=policy)
-        summary = error_summary(predict_logits(model, test_images), test_labels)
+                      eval_set=(score_images, score_labels), on_epoch=on_epoch,
+                      checkpoint=checkpoint, threads=policy,
+                      eval_name="val_errors" if spec.scored_on == "validation" else "test_errors")
+        summary = scored_summary(spec, error_summary(predict_logits(model, score_images),
+                                                      score_labels))
     metrics = _run_metrics(spec, label, index, history, summary, time.perf_counter() - tic)
     used = (("teacher", teacher_path),) if live else (("soft_targets", soft_targets_path),
                                                        ("teacher", teacher_path))

@@ -24,6 +24,8 @@ ROLES = ("teacher", "baseline", "distilled", "omit", "keep")
 DISTILLED_ROLES = ("distilled", "omit", "keep")
 LR_SCHEDULES = ("geometric", "cosine", "step")
 TEACHER_INPUTS = ("cached", "live")  # soft targets of unjittered images, or of each batch
+# Tuning runs score the validation split and never read the test set (docs/tuning.md).
+SCORED_ON = ("test", "validation")
 # Bounds that keep a run within one machine, checked before anything is allocated
 # (network bounds: kdrepro.training.models); the config schema repeats them.
 MAX_EPOCHS, MAX_BATCH = 10_000, 60_000  # 60,000 = the whole MNIST training set
@@ -56,6 +58,7 @@ class RunSpec(TrainConfig):
     keep: tuple[int, ...] = field(default_factory=tuple)
     validation_fraction: float = 0.0
     validation_seed: int = 0
+    scored_on: str = "test"
     device: str = "cpu"
     precision: str = "fp32"
 
@@ -120,6 +123,7 @@ _RULES = [
     ("keep", _digits, "a list of digits 0..9"),
     ("validation_fraction", lambda v: 0 <= v < 1, "a number in [0, 1)"),
     ("validation_seed", lambda v: _int(v) and 0 <= v <= MAX_SEED, "an integer in 0..2^63-1"),
+    ("scored_on", lambda v: v in SCORED_ON, f"one of {', '.join(SCORED_ON)}"),
     ("device", lambda v: v in ("cpu", "cuda", "auto"), "one of cpu, cuda, auto"),
     ("precision", lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
 ]
@@ -156,6 +160,9 @@ def _check_consistency(spec: RunSpec) -> None:
         raise SpecError("set at most one of 'omit' and 'keep'")
     if spec.role in ("omit", "keep") and not getattr(spec, spec.role):
         raise SpecError(f"role '{spec.role}' needs a non-empty '{spec.role}' list of digits")
+    if spec.scored_on == "validation" and spec.validation_fraction <= 0:
+        raise SpecError("'scored_on' = 'validation' needs a held-out split: set "
+                        "'validation_fraction' in (0, 1)")
     if spec.omit and len(set(spec.omit)) >= 10:
         raise SpecError(f"'omit' = {list(spec.omit)} leaves an empty transfer set")
 

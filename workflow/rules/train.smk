@@ -9,7 +9,7 @@ rule train_teacher:
     params:
         spec=teacher_spec,
         run="teacher/seed{seed}",
-    threads: 2
+    threads: TEACHER_THREADS
     priority: 10  # every distilled student waits for the teacher
     resources:
         mem_mb=3000,
@@ -29,7 +29,7 @@ rule soft_targets:
         teacher="results/teacher/seed{seed}/model.pt",
     output:
         "results/teacher/seed{seed}/soft_targets.pt",
-    threads: 2
+    threads: TEACHER_THREADS  # one thread while a second teacher may still be training
     priority: 10
     resources:
         mem_mb=2000,
