@@ -58,6 +58,13 @@ def test_prediction_interval_golden_value():
     assert new_run_pvalue([81, 82, 83], 82 - half) == pytest.approx(0.05, abs=1e-9)
 
 
+def test_a_count_interval_stops_at_zero():
+    # 14 ± wide: the raw t interval of (2, 30) errors reaches far below 0
+    assert prediction_interval([2, 30])[0] < 0
+    measure = Measure.of([(2, 1010), (30, 1010)], 1010)
+    assert measure.interval[0] == 0.0 and measure.interval[1] == prediction_interval([2, 30])[1]
+
+
 def test_paired_t_matches_the_closed_form_for_three_degrees_of_freedom():
     test = paired_t([3, 5, 6, 8], [2, 3, 4, 5])  # differences 1, 2, 2, 3
     t = 2 / (math.sqrt(2 / 3) / 2)

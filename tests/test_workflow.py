@@ -116,3 +116,17 @@ def test_dry_run_lists_every_experiment(tmp_path):
     for rule in ("fetch_mnist", "train_teacher", "soft_targets", "train_baseline",
                  "train_distilled", "train_transfer", "bias_sweep", "collect", "report"):
         assert rule in result.stdout, rule
+
+
+@pytest.mark.parametrize(("teacher_seeds", "threads"), [([1, 2], 1), ([1], 2)])
+def test_teachers_side_by_side_train_on_one_thread(tmp_path, teacher_seeds, threads):
+    """Two teachers share the 2 CPUs one thread each; a single teacher gets both."""
+    workdir = _project_copy(tmp_path)
+    (workdir / "teachers.yaml").write_text(yaml.safe_dump({"teacher": {"seeds": teacher_seeds}}))
+    result = _snakemake(workdir, "results/metrics.csv", "-n", "-p", "--cores", "2",
+                        "--configfile=teachers.yaml")
+    assert result.returncode == 0, result.stderr[-2000:]
+    teacher_lines = [line for line in result.stdout.splitlines()
+                     if "kdrepro train " in line and '"role": "teacher"' in line]
+    assert len(teacher_lines) == len(teacher_seeds)
+    assert all(f"--threads {threads} " in line for line in teacher_lines)

@@ -174,8 +174,10 @@ class Measure:
         values = [round(e * scale / t, 9) for e, t, _ in kept]  # 4730/10000*100 is 47.3
         mean, sd = mean_sd(values)
         runs = [tuple(b * scale for b in clopper_pearson(int(e), int(t))) for e, t, _ in kept]
-        return cls(values, [s for *_, s in kept], scale, mean, sd, prediction_interval(values),
-                   runs)
+        interval = prediction_interval(values)
+        if interval is not None:  # a count is never negative: the interval stops at 0
+            interval = (max(0.0, interval[0]), interval[1])
+        return cls(values, [s for *_, s in kept], scale, mean, sd, interval, runs)
 
     @property
     def n(self) -> int:
