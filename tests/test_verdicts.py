@@ -205,6 +205,16 @@ def test_wide_uses_temperatures_above_eight_and_a_stated_margin():
     assert one.verdict == verdicts.INCONCLUSIVE and "seed variation unknown" in one.reason
 
 
+def test_wide_leaves_out_a_width_with_one_temperature_above_eight():
+    # the paper profile: 800-unit students at T = 20 only, the claim decided at 300 units
+    runs = grid(300, {20.0: [95, 97, 96], 30.0: [96, 96, 97]}) + grid(800, {20.0: [85, 86, 84]})
+    wide = row(runs, "wide_temperature_band")
+    assert wide.verdict == verdicts.REPRODUCED
+    assert "h800: one T above 8, nothing to compare" in wide.reason
+    only = row(grid(800, {20.0: [85, 86, 84]}), "wide_temperature_band")
+    assert only.verdict == verdicts.INCONCLUSIVE and "fewer than 2 temperatures" in only.reason
+
+
 def test_model_states_the_margin_and_the_rules():
     text = " ".join(verdicts.MODEL)
     assert f"±{verdicts.SIMILAR_MARGIN:.0%}" in text and "prediction interval" in text

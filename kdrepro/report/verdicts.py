@@ -192,10 +192,21 @@ def wide_decision(cells: dict[int, dict[float, Measure]], above: float) -> Decis
     """300+ units: every T > ``above`` within SIMILAR_MARGIN of the best T (paired TOST)."""
     if not cells:
         return Decision(PENDING, f"no distilled run of 300+ units with T > {above:g} yet")
+    # A width with one T > above has nothing to be similar to: it is left out, unless no
+    # width has two (e.g. the paper profile's 800-unit students run at T = 20 only).
     few = [f"h{w}" for w, temps in cells.items() if len(temps) < 2]
-    if few:
+    cells = {w: temps for w, temps in cells.items() if len(temps) >= 2}
+    if not cells:
         return Decision(INCONCLUSIVE, f"fewer than 2 temperatures above {above:g} at "
                         + ", ".join(few))
+    decision = _wide_similar(cells, above)
+    if few:
+        decision.reason += f"; {', '.join(few)}: one T above {above:g}, nothing to compare"
+    return decision
+
+
+def _wide_similar(cells: dict[int, dict[float, Measure]], above: float) -> Decision:
+    """The TOST part of wide_decision, on widths with at least 2 T > ``above``."""
     thin = [f"h{w} T = {t:g}" for w, temps in cells.items() for t in _thin_cells(temps)]
     if thin:
         return Decision(INCONCLUSIVE, ", ".join(thin) + f": {ONE_SEED}")
