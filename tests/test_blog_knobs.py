@@ -189,7 +189,9 @@ def test_paper_profile_specs_carry_none_of_the_new_keys():
     specs = [plan.teacher_spec(config, 1),
              plan.student_spec(config, "distilled", 800, 1, 20.0),
              plan.student_spec(config, "baseline", 800, 1)]
-    assert all(not new & set(json.loads(s)) for s in specs)
+    # the one new key the paper profile sets: raw-space input dropout, chosen on validation
+    assert [sorted(new & set(json.loads(s))) for s in specs] == [["input_dropout_space"], [], []]
+    assert json.loads(specs[0])["input_dropout_space"] == "raw"
 
 
 def test_blog_profile_validates_and_its_specs_carry_the_blog_recipe():
@@ -267,7 +269,7 @@ def test_assumption_register_has_every_run_setting():
     keys = {a["key"] for a in paper_facts()["assumptions"]}
     assert {f.name for f in dataclasses.fields(RunSpec)} - {"role"} <= keys
     why = next(a["why"] for a in paper_facts()["assumptions"] if a["key"] == "input_dropout_space")
-    assert "PROVISIONAL" in why and ">= 2 seeds" in why
+    assert "validation split" in why and "two seeds each" in why
 
 
 def test_fingerprint_of_a_default_spec_is_the_one_older_checkpoints_carry():
