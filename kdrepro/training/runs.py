@@ -47,7 +47,7 @@ from kdrepro.training.live_teacher import LiveTeacher
 from kdrepro.training.losses import distillation_loss, hard_label_loss, soft_targets
 from kdrepro.training.models import MLP, load_model, model_bytes
 from kdrepro.training.precision import gemm_mode, plan_gemm
-from kdrepro.training.scoring import scored_summary, scoring_set
+from kdrepro.training.scoring import scored_summary, scoring_set, validation_set
 from kdrepro.training.soft_targets import load_soft_targets, save_soft_targets, teacher_logits
 from kdrepro.training.spec import RunSpec, fingerprint, spec_from_dict
 from kdrepro.training.threads import ThreadPolicy
@@ -282,10 +282,7 @@ def bias_run(run_dir: Path, data_cache: Path, paper_shift: float,
     test = _logits_and_labels(model, mnist.test_images, mnist.test_labels)
     validation = None
     if spec.validation_fraction > 0:
-        _, val_index = validation_split(mnist.train_labels, spec.validation_fraction,
-                                        spec.validation_seed)
-        validation = _logits_and_labels(model, mnist.train_images[val_index],
-                                        mnist.train_labels[val_index])
+        validation = _logits_and_labels(model, *validation_set(spec, mnist))
     all_set = None if set_all is None else (model.layers[-1].bias.detach(), set_all)
     result = bias.bias_experiment(test, validation, classes, paper_shift, shifts, set_all=all_set)
     payload = {"schema": SCHEMA, "run": run_name, **result}

@@ -21,6 +21,11 @@ def scoring_set(spec: RunSpec, mnist: MNIST) -> tuple[torch.Tensor, torch.Tensor
     recipe never reads the test set."""
     if spec.scored_on != "validation":
         return mnist.test_images, mnist.test_labels
+    return validation_set(spec, mnist)
+
+
+def validation_set(spec: RunSpec, mnist: MNIST) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, labels) of the spec's held-out validation split (validation_fraction > 0)."""
     _, val_index = validation_split(mnist.train_labels, spec.validation_fraction,
                                     spec.validation_seed)
     return mnist.train_images[val_index], mnist.train_labels[val_index]
